@@ -1,0 +1,45 @@
+# U-Net depth x dimension ablation suite. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Tests and the demo never talk to a W&B server.
+export WANDB_SILENT ?= true
+
+.DEFAULT_GOAL := help
+.PHONY: help install ffmpeg test test-slow lint bench
+
+help: ## List every target with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+ffmpeg: ## Install ffmpeg (needed for .stem.mp4) through apt when root, else say how
+	@command -v ffmpeg >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing ffmpeg with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	else \
+		echo "ffmpeg is missing: install it (sudo apt-get install ffmpeg, or conda/brew install ffmpeg), then run make again."; \
+		exit 1; \
+	fi
+
+install: $(STAMP) ffmpeg ## Create .venv and install the suite with its test extras
+
+test: install ## Run the default test suite (offline, CPU, under 15 minutes)
+	WANDB_MODE=offline $(BIN)/pytest
+
+test-slow: install ## Run the slow tests too (real training, full evaluations)
+	WANDB_MODE=offline $(BIN)/pytest -m "slow or not slow"
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check ablation lightning_modules datamodules tests
+	$(BIN)/ruff format --check ablation lightning_modules datamodules tests
+
+bench: install ## Side-by-side benchmarks printing ratios (BENCH="data bsseval train", QUICK=1)
+	$(BIN)/ablation bench $(BENCH) $(if $(QUICK),--quick)

@@ -1,0 +1,28 @@
+"""Benchmarks behind ``make bench`` / ``ablation bench [NAME ...]``.
+
+Each module here defines ``main(quick: bool = False) -> None`` that measures two
+things side by side in one run and prints their ratio; speed targets are shown
+this way, never with timed tests, because the machines are shared and noisy.
+"""
+
+import importlib
+
+# name -> module under ablation.benchmarks; modules are imported lazily so one
+# benchmark's heavy imports never slow another.
+BENCHMARKS: dict[str, str] = {
+    "data": "data",
+    "bsseval": "bsseval",
+    "train": "train",
+}
+
+
+def run(names: list[str] | None = None, quick: bool = False) -> None:
+    """Run the named benchmarks (all when ``names`` is empty)."""
+    names = names or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}: expected one of {sorted(BENCHMARKS)}.")
+    for name in names:
+        module = importlib.import_module(f"ablation.benchmarks.{BENCHMARKS[name]}")
+        print(f"\n=== bench {name} ===", flush=True)
+        module.main(quick=quick)

@@ -1,0 +1,65 @@
+"""The ``ablation`` command: LightningCLI for fit/validate/test plus the suite's own
+subcommands. This is the only module of the suite that parses arguments
+(DESIGN.md, style rule 1); every subcommand calls a typed library function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _toy_data(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="ablation toy-data",
+        description="Write the seeded toy dataset (MUSDB18-HQ layout) that the demo and tests use.",
+    )
+    parser.add_argument("out", help="folder to create, e.g. data/toy")
+    parser.add_argument("--train", type=int, default=10, help="tracks in train/ (default 10)")
+    parser.add_argument("--test", type=int, default=4, help="tracks in test/ (default 4)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per track")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from datamodules import make_toy_dataset
+
+    out = make_toy_dataset(args.out, args.train, args.test, args.duration, seed=args.seed)
+    print(f"toy dataset written to {out} ({args.train} train, {args.test} test tracks)")
+
+
+def _bench(argv: Sequence[str]) -> None:
+    from ablation.benchmarks import BENCHMARKS, run
+
+    parser = argparse.ArgumentParser(
+        prog="ablation bench",
+        description="Side-by-side benchmarks that print ratios (see README, 'Benchmarks').",
+    )
+    parser.add_argument("names", nargs="*", help=f"any of {sorted(BENCHMARKS)}; default all")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    args = parser.parse_args(argv)
+    run(args.names, quick=args.quick)
+
+
+SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
+    "toy-data": _toy_data,
+    "bench": _bench,
+}
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``ablation`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        SUBCOMMANDS[argv[0]](argv[1:])
+        return
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+        from lightning_modules.cli import run_lightning_cli
+
+        run_lightning_cli(argv)
+        return
+    names = ", ".join([*LIGHTNING_SUBCOMMANDS, *SUBCOMMANDS])
+    raise SystemExit(f"usage: ablation {{{names}}} ...\n(run `ablation SUBCOMMAND --help`)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Names shared by every layer of the suite, defined once (DESIGN.md, style rule 6)."""
+
+SAMPLE_RATE = 44100
+SOURCES: tuple[str, ...] = ("drums", "bass", "other", "vocals")
+# Target sets a user can ask for by name; any subset of SOURCES works too.
+TARGET_SETS: dict[str, tuple[str, ...]] = {
+    "4stems": SOURCES,
+    "2stems": ("vocals", "accompaniment"),
+}
+
+# Metric names: the checkpoint monitor and the sweep YAML metric use these constants.
+TRAIN_LOSS = "train/loss"
+VAL_LOSS = "val/loss"
+VAL_MSE = "val/mse"
+VAL_SDR = "val/sdr"  # mean over sources of the whole-segment SDR
+MONITOR = VAL_SDR
+MONITOR_MODE = "max"
+
+
+def val_sdr(source: str) -> str:
+    """Name of the per-source validation SDR, e.g. ``val/sdr/vocals``."""
+    return f"{VAL_SDR}/{source}"

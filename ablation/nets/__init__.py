@@ -1,0 +1,13 @@
+"""Separation nets: 1-D :class:`WaveUNet`, 2-D :class:`SpecUNet`, presets and :func:`build`.
+
+Every net maps a mixture ``(batch, channels, time)`` to estimates
+``(batch, sources, channels, time)`` for any ``time`` and reports its size,
+receptive field and cost through :class:`SeparationNet`.
+"""
+
+from ablation.nets.blocks import SeparationNet
+from ablation.nets.presets import FAMILIES, PRESETS, build
+from ablation.nets.spec_unet import SpecUNet, UNet2d
+from ablation.nets.wave_unet import WaveUNet
+
+__all__ = ["FAMILIES", "PRESETS", "SeparationNet", "SpecUNet", "UNet2d", "WaveUNet", "build"]

@@ -1,0 +1,127 @@
+"""Decode-once cache: one memory-mappable ``.npy`` per track holding all four stems.
+
+The first use decodes every track once; later runs and every worker process
+memory-map the arrays, so random segments cost a memory copy, not an ffmpeg call.
+An entry is trusted only if its sidecar JSON matches the cache key (source root,
+sample rate, channels), the source files' fingerprint and the array's shape; both
+files are written to a temporary name and renamed, so an interrupted build never
+leaves a half-written entry that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ablation.constants import SOURCES
+from datamodules.audio import decode_track
+from datamodules.layout import DataError, TrackRef
+
+FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$ABLATION_CACHE``, else ``$XDG_CACHE_HOME/unet-ablation``, else ``~/.cache/...``."""
+    if "ABLATION_CACHE" in os.environ:
+        return Path(os.environ["ABLATION_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "unet-ablation"
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through ``write(file_object)`` into a temporary file, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class TrackCache:
+    """Decoded stems of one dataset root at one sample rate and channel count.
+
+    Args:
+        cache_dir: parent folder of all caches; created when missing.
+        root: the dataset root the tracks come from (part of the key).
+        sample_rate: rate the stems are stored at (part of the key).
+        channels: channel count stored (part of the key).
+    """
+
+    def __init__(self, cache_dir: str | Path, root: str | Path, sample_rate: int, channels: int):
+        self.key = {
+            "root": str(Path(root).resolve()),
+            "sample_rate": int(sample_rate),
+            "channels": int(channels),
+            "format": FORMAT_VERSION,
+        }
+        digest = hashlib.sha1(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
+        self.dir = Path(cache_dir) / digest
+        self.decoded = 0  # tracks decoded by this object: lets tests prove reuse
+        self._check_writable()
+
+    def _check_writable(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=self.dir).close()
+        except OSError as err:
+            raise DataError(
+                f"cache directory {self.dir} is not writable ({err.strerror}): the decoded "
+                f"stems are cached there. Pass --data.cache_dir=/a/writable/folder or set "
+                f"ABLATION_CACHE."
+            ) from err
+
+    def paths(self, track: TrackRef) -> tuple[Path, Path]:
+        """The array and sidecar JSON of a track's entry."""
+        folder = self.dir / track.subset
+        return folder / f"{track.name}.npy", folder / f"{track.name}.json"
+
+    def load(self, track: TrackRef) -> np.ndarray | None:
+        """Memory-map a valid entry, or return None when it is missing or not trusted."""
+        array_path, meta_path = self.paths(track)
+        try:
+            meta = json.loads(meta_path.read_text())
+            array = np.load(array_path, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        expected = {**self.key, "fingerprint": track.fingerprint(), "shape": list(array.shape)}
+        valid_shape = array.ndim == 3 and array.shape[:2] == (len(SOURCES), self.key["channels"])
+        if meta != expected or not valid_shape or array.dtype != np.float32:
+            return None
+        return array
+
+    def build(self, track: TrackRef) -> np.ndarray:
+        """Decode ``track`` and write its entry atomically; returns the memory map."""
+        audio = decode_track(track, self.key["sample_rate"], self.key["channels"])
+        array_path, meta_path = self.paths(track)
+        array_path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**self.key, "fingerprint": track.fingerprint(), "shape": list(audio.shape)}
+        # Array first, sidecar last: an entry without a matching sidecar is rebuilt.
+        _atomic_write(array_path, lambda f: np.save(f, audio))
+        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+        self.decoded += 1
+        return np.load(array_path, mmap_mode="r")
+
+    def ensure(self, tracks: list[TrackRef], progress: bool = True) -> dict[str, Path]:
+        """Make every track's entry valid, decoding only those that are not.
+
+        Returns:
+            track name -> array path, in the order given.
+        """
+        missing = [t for t in tracks if self.load(t) is None]
+        for track in tqdm(
+            missing,
+            desc=f"decoding {len(missing)} tracks into {self.dir}",
+            unit="track",
+            disable=not progress or not missing,
+        ):
+            self.build(track)
+        return {t.name: self.paths(t)[0] for t in tracks}

@@ -1,0 +1,221 @@
+"""The one DataModule every model of the suite trains on (DESIGN.md, fairness rule)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ablation.constants import SAMPLE_RATE
+from datamodules.augment import Augment, ChannelSwap, RandomGain, SignFlip
+from datamodules.cache import TrackCache, default_cache_dir
+from datamodules.datasets import (
+    CachedArrays,
+    FixedSegments,
+    RandomSegments,
+    WholeTracks,
+    collate_prebuilt,
+    resolve_targets,
+)
+from datamodules.layout import DataError, TrackRef, list_tracks, split_train_valid
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOY_ROOT = "data/toy"
+
+
+class MUSDBDataModule(L.LightningDataModule):
+    """MUSDB18 (compressed stems) or MUSDB18-HQ (wav) as stems ``(batch, sources,
+    channels, time)``, decoded once into a memory-mapped cache.
+
+    Train and validation come from the train subset (musdb's official split, or a
+    seeded split for other data); test from the test subset, whole tracks.
+    Augmentation runs on the device, in training only, before the mixture is formed.
+
+    Args:
+        root: dataset root with ``train/`` and ``test/``. ``None`` uses the toy
+            dataset in ``data/toy``, generated on first use.
+        is_wav: True for the HQ wav layout, False for ``.stem.mp4``; detected when None.
+        targets: ``"4stems"``, ``"2stems"`` or a list of source names.
+        sample_rate: rate the nets see (resampled once, into the cache).
+        channels: 1 (mono) or 2 (stereo).
+        segment: training and validation segment length in seconds.
+        segments_per_track: random training segments per track and epoch.
+        remix: draw each stem from a random track and offset.
+        val_segments_per_track: fixed validation segments per track.
+        val_fraction: share of tracks held out when the official split does not apply.
+        split_seed: seed of that split (independent of the training seed).
+        gain_min: lower bound of the random gain per source.
+        gain_max: upper bound of the random gain per source.
+        channel_swap: randomly swap left/right per source.
+        sign_flip: randomly negate each source.
+        seed: seed of the augmentation generator.
+        batch_size: items per batch (test always uses 1 whole track).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin host memory (only when CUDA is available).
+        cache_dir: where decoded stems live; ``$ABLATION_CACHE`` or ``~/.cache``.
+        progress: show a progress bar while building the cache.
+    """
+
+    def __init__(
+        self,
+        # Data
+        root: str | None = None,
+        is_wav: bool | None = None,
+        targets: str | list[str] = "4stems",
+        sample_rate: int = SAMPLE_RATE,
+        channels: int = 2,
+        # Items
+        segment: float = 3.0,
+        segments_per_track: int = 64,
+        remix: bool = True,
+        val_segments_per_track: int = 4,
+        val_fraction: float = 0.15,
+        split_seed: int = 42,
+        # Augmentation
+        gain_min: float = 0.25,
+        gain_max: float = 1.25,
+        channel_swap: bool = True,
+        sign_flip: bool = True,
+        seed: int = 0,
+        # Loading
+        batch_size: int = 16,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        cache_dir: str | None = None,
+        progress: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if channels not in (1, 2):
+            raise DataError(f"channels must be 1 or 2, got {channels}: set --data.channels.")
+        if segment <= 0:
+            raise DataError(f"segment must be a positive number of seconds, got {segment}.")
+        self.sources = resolve_targets(targets)
+        self.root = Path(root) if root is not None else Path(DEFAULT_TOY_ROOT)
+        self.segment_samples = round(segment * sample_rate)
+        transforms = [RandomGain(gain_min, gain_max)]
+        transforms += [ChannelSwap()] if channel_swap else []
+        transforms += [SignFlip()] if sign_flip else []
+        self.augment = Augment(transforms, seed=seed)
+        self._splits: dict[str, list[TrackRef]] = {}
+        self._arrays: dict[str, CachedArrays] = {}
+
+    # ---- discovery and cache ------------------------------------------------
+    def _ensure_root(self) -> None:
+        if self.hparams.root is None and not self.root.exists():
+            from datamodules.toy import make_toy_dataset
+
+            log.warning("no dataset root given: generating the toy dataset in %s", self.root)
+            make_toy_dataset(self.root)
+
+    def splits(self) -> dict[str, list[TrackRef]]:
+        """Tracks per split: ``train``, ``valid`` and ``test`` (empty when absent)."""
+        if not self._splits:
+            self._ensure_root()
+            is_wav = self.hparams.is_wav
+            train = list_tracks(self.root, "train", is_wav)
+            fit, valid = split_train_valid(
+                train, self.hparams.val_fraction, self.hparams.split_seed
+            )
+            if not valid:
+                log.warning(
+                    "no validation tracks in %s: validating on the training tracks", self.root
+                )
+                valid = fit
+            test = list_tracks(self.root, "test", is_wav) if (self.root / "test").is_dir() else []
+            self._splits = {"train": fit, "valid": valid, "test": test}
+        return self._splits
+
+    @property
+    def cache(self) -> TrackCache:
+        if not hasattr(self, "_cache"):
+            cache_dir = self.hparams.cache_dir or default_cache_dir()
+            self._cache = TrackCache(
+                cache_dir, self.root, self.hparams.sample_rate, self.hparams.channels
+            )
+        return self._cache
+
+    def prepare_data(self) -> None:
+        """Decode every track once (rank 0 only; Lightning calls it before setup)."""
+        tracks = [t for split in self.splits().values() for t in split]
+        self.cache.ensure(tracks, progress=self.hparams.progress)
+
+    def arrays(self, split: str) -> CachedArrays:
+        """Memory maps of one split, building missing cache entries first."""
+        if split not in self._arrays:
+            tracks = self.splits()[split]
+            if not tracks:
+                raise DataError(
+                    f"no {split} tracks under {self.root}: expected a {split} subset. "
+                    f"Check --data.root."
+                )
+            paths = self.cache.ensure(tracks, progress=self.hparams.progress)
+            self._arrays[split] = CachedArrays(list(paths.values()))
+            self._warn_short(split, tracks)
+        return self._arrays[split]
+
+    def _warn_short(self, split: str, tracks: Sequence[TrackRef]) -> None:
+        lengths = self._arrays[split].lengths
+        short = [t.name for t, n in zip(tracks, lengths, strict=True) if n < self.segment_samples]
+        if short and split != "test":
+            log.warning(
+                "%d %s track(s) are shorter than one segment (%.2f s) and are zero-padded: %s",
+                len(short),
+                split,
+                self.hparams.segment,
+                short,
+            )
+
+    # ---- datasets -----------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self.train_set = RandomSegments(
+                self.arrays("train"),
+                self.sources,
+                self.segment_samples,
+                self.hparams.segments_per_track,
+                self.hparams.remix,
+            )
+        if stage in ("fit", "validate", None):
+            self.val_set = FixedSegments(
+                self.arrays("valid"),
+                self.sources,
+                self.segment_samples,
+                self.hparams.val_segments_per_track,
+            )
+        if stage in ("test", None):
+            names = [t.name for t in self.splits()["test"]]
+            self.test_set = WholeTracks(self.arrays("test"), self.sources, names)
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            drop_last=shuffle and len(dataset) >= batch_size,
+            collate_fn=collate_prebuilt if getattr(dataset, "__getitems__", None) else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.hparams.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, 1, shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Augment training stems on the device; validation and test stay untouched."""
+        if self.trainer is not None and self.trainer.training:
+            batch = self.augment(batch)
+        return batch
