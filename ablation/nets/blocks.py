@@ -1,0 +1,188 @@
+"""Pieces shared by both U-Net families: the reporting base class and argument checks."""
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+class SeparationNet(nn.Module):
+    """Base of every separation net: ``forward(mixture) -> estimates`` plus figures to log.
+
+    Subclasses set ``family`` (``"1d"`` or ``"2d"``), ``depth``, ``sources``,
+    ``channels`` and ``config`` (the constructor arguments plus ``"family"``:
+    ``ablation.nets.build(net.config)`` rebuilds the same architecture, so a
+    checkpoint that stores it describes itself), and implement
+    :meth:`receptive_field`.
+    """
+
+    family: str
+    depth: int
+    sources: int
+    channels: int
+    config: dict[str, Any]
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def receptive_field(self) -> int:
+        """Receptive field of one output value, in :attr:`receptive_field_unit`."""
+        raise NotImplementedError
+
+    @property
+    def receptive_field_unit(self) -> str:
+        """Unit of :meth:`receptive_field`: ``"samples"`` or ``"frames"``."""
+        return "samples"
+
+    def receptive_field_samples(self) -> int:
+        """Receptive field of one output sample, in input samples."""
+        return self.receptive_field()
+
+    def macs_per_second(self, sample_rate: int = 44100) -> float:
+        """Multiply-accumulates of one forward call on one second of mono or
+        multichannel audio (batch 1), measured with ``FlopCounterMode``.
+
+        Counts what the net pads itself (input context, padding to a multiple
+        of ``2**depth``), so it is the cost of separating a one-second chunk;
+        FFTs and elementwise operations are not counted (MACs = FLOPs / 2).
+        """
+        mixture = torch.zeros(1, self.channels, sample_rate, device=_device_of(self))
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                self(mixture)
+        finally:
+            self.train(was_training)
+        return counter.get_total_flops() / 2
+
+    def describe(self, sample_rate: int = 44100) -> dict[str, Any]:
+        """Figures for logging: family, depth, parameters, receptive field and cost."""
+        return {
+            "family": self.family,
+            "depth": self.depth,
+            "sources": self.sources,
+            "channels": self.channels,
+            "parameters": self.num_parameters(),
+            "receptive_field": self.receptive_field(),
+            "receptive_field_unit": self.receptive_field_unit,
+            "receptive_field_samples": self.receptive_field_samples(),
+            "macs_per_second": self.macs_per_second(sample_rate),
+        }
+
+    def _check_mixture(self, mixture: Tensor) -> None:
+        if mixture.dim() != 3 or mixture.shape[1] != self.channels:
+            raise ValueError(
+                f"{type(self).__name__} expects a mixture (batch, {self.channels}, time), "
+                f"got shape {tuple(mixture.shape)}; build the net with "
+                f"channels={mixture.shape[-2] if mixture.dim() >= 2 else '?'} or fix the input."
+            )
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
+    """Raise a ``ValueError`` naming the valid choices when ``value`` is not one of them."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+
+
+def check_at_least(name: str, value: int, minimum: int) -> None:
+    """Raise a ``ValueError`` when the integer ``value`` is below ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def check_odd(name: str, value: int) -> None:
+    """Raise a ``ValueError`` unless ``value`` is a positive odd integer.
+
+    Odd kernels crop or pad the same amount on both sides, which keeps every
+    level of a U-Net centred on the same samples.
+    """
+    check_at_least(name, value, 1)
+    if value % 2 == 0:
+        raise ValueError(f"{name} must be odd so the net stays centred, got {value}.")
+
+
+def center_crop(x: Tensor, length: int, dim: int = -1) -> Tensor:
+    """Crop ``x`` along ``dim`` to ``length``, removing as much on each side."""
+    excess = x.shape[dim] - length
+    if excess < 0 or excess % 2:
+        raise ValueError(f"cannot centre-crop size {x.shape[dim]} to {length}.")
+    return x.narrow(dim, excess // 2, length)
+
+
+def ceil_to_multiple(value: int, multiple: int) -> int:
+    """Smallest multiple of ``multiple`` that is >= ``value``."""
+    return -(-value // multiple) * multiple
+
+
+# ------------------------------------------------------------ receptive fields
+# A receptive field is tracked as a "hull": for every position of a layer's
+# output, the first and last net-input positions it depends on (two long
+# tensors). Each layer says, for each of its output positions, which of its own
+# input positions it reads; following that through the net gives the exact
+# dependency span of every output position. Spans are read off the layers'
+# own kernel, stride, padding and dilation, and the tests check them against
+# the gradients of the real nets.
+Hull = tuple[Tensor, Tensor]
+
+
+def identity_hull(length: int) -> Hull:
+    """Hull of the net input itself: every position depends on itself."""
+    positions = torch.arange(length)
+    return positions, positions
+
+
+def follow(hull: Hull, first: Tensor, last: Tensor) -> Hull:
+    """Hull after a layer whose output ``q`` reads its inputs ``first[q]..last[q]``."""
+    low, high = hull
+    return low[first], high[last]
+
+
+def merge(a: Hull, b: Hull) -> Hull:
+    """Hull of a concatenation of two feature maps of the same length."""
+    return torch.minimum(a[0], b[0]), torch.maximum(a[1], b[1])
+
+
+def crop_hull(hull: Hull, length: int) -> Hull:
+    """Hull of a centre crop (see :func:`center_crop`)."""
+    return center_crop(hull[0], length), center_crop(hull[1], length)
+
+
+def hull_span(hull: Hull) -> int:
+    """Largest number of input positions any output position depends on."""
+    return int((hull[1] - hull[0]).max()) + 1
+
+
+def conv_reads(conv: nn.Module, length: int, axis: int = 0) -> tuple[Tensor, Tensor]:
+    """Input positions read by each output position of a ``Conv1d`` / ``Conv2d``
+    along ``axis`` of its spatial dimensions, for an input of ``length``."""
+    kernel, stride, dilation = conv.kernel_size[axis], conv.stride[axis], conv.dilation[axis]
+    reach = dilation * (kernel - 1)
+    # padding="same" pads reach // 2 on the left (and the rest on the right).
+    left = reach // 2 if conv.padding == "same" else conv.padding[axis]
+    right = reach - left if conv.padding == "same" else conv.padding[axis]
+    outputs = (length + left + right - reach - 1) // stride + 1
+    start = torch.arange(outputs) * stride - left
+    return start.clamp(0, length - 1), (start + reach).clamp(0, length - 1)
+
+
+def transposed_reads(conv: nn.Module, length: int, axis: int = 0) -> tuple[Tensor, Tensor]:
+    """Input positions read by each output position of a ``ConvTranspose1d`` /
+    ``ConvTranspose2d`` (no dilation) along ``axis``, for an input of ``length``."""
+    kernel, stride = conv.kernel_size[axis], conv.stride[axis]
+    padding, extra = conv.padding[axis], conv.output_padding[axis]
+    outputs = (length - 1) * stride - 2 * padding + kernel + extra
+    # Output q = stride * i + tap - padding for taps 0..kernel - 1.
+    q = torch.arange(outputs) + padding
+    first = torch.div(q - (kernel - 1) + stride - 1, stride, rounding_mode="floor")
+    last = torch.div(q, stride, rounding_mode="floor")
+    return first.clamp(0, length - 1), last.clamp(0, length - 1)

@@ -1,0 +1,112 @@
+"""Named architectures (the papers' models) and :func:`build`.
+
+Each preset maps to constructor arguments plus ``"family"`` (``"wave"`` ->
+:class:`WaveUNet`, ``"spec"`` -> :class:`SpecUNet`). Every preset takes a
+stereo mixture. Depth and the other arguments can be overridden, which is how
+the sweep grids vary them: ``build("wave-unet-m6", depth=3)``.
+"""
+
+import copy
+import inspect
+from typing import Any
+
+from torch import nn
+
+from ablation.nets.spec_unet import SpecUNet
+from ablation.nets.wave_unet import WaveUNet
+
+FAMILIES: dict[str, type[nn.Module]] = {"wave": WaveUNet, "spec": SpecUNet}
+
+_WAVE_UNET_M4: dict[str, Any] = {
+    "family": "wave",
+    "sources": 2,
+    "channels": 2,
+    "depth": 12,
+    "filters": 24,
+    "growth": "add",
+    "down_kernel": 15,
+    "up_kernel": 5,
+    "downsampling": "decimate",
+    "upsampling": "linear",
+    "padding": "valid",
+    "leaky_slope": 0.2,
+    "output": "difference",
+    "output_activation": "tanh",
+}
+
+_SPLEETER: dict[str, Any] = {
+    "family": "spec",
+    "channels": 2,
+    "depth": 6,
+    "filters": 16,
+    "kernel_size": 5,
+    "leaky_slope": 0.2,
+    "batch_norm": True,
+    "dropout": 0.5,
+    "dropout_levels": 3,
+    "separate_unets": True,
+    "n_fft": 4096,
+    "hop_length": 1024,
+    "bins": 1024,
+    "input_mode": "magnitude",
+    "output": "mask",
+    "input_norm": "batchnorm",
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Stoller et al. 2018, model M4: stereo vocals / accompaniment (input 147443
+    # samples for 16389 output samples).
+    "wave-unet-m4": _WAVE_UNET_M4,
+    # The same net for the four MUSDB18 stems.
+    "wave-unet-m6": {**_WAVE_UNET_M4, "sources": 4},
+    # Spleeter (Jansson et al. 2017 U-Net): one U-Net per source, 16 to 512 filters.
+    "spleeter-2stems": {**_SPLEETER, "sources": 2},
+    "spleeter-4stems": {**_SPLEETER, "sources": 4},
+    # Oh et al. 2018: one U-Net whose output channels are the sources'
+    # magnitude spectrograms. The STFT geometry is Spleeter's, so the 2-D
+    # presets differ only in the structure they are named after.
+    "spectrogram-channels": {
+        **_SPLEETER,
+        "sources": 4,
+        "separate_unets": False,
+        "output": "spectrogram",
+    },
+}
+
+
+def build(name_or_dict: str | dict[str, Any], **overrides: Any) -> nn.Module:
+    """Build a net from a preset name or a dict of arguments with ``"family"``.
+
+    Args:
+        name_or_dict: a key of :data:`PRESETS`, or a dict such as a net's
+            ``config`` (``{"family": "wave" | "spec", **constructor_args}``).
+        **overrides: constructor arguments replacing the preset's, e.g. ``depth=4``.
+
+    Returns:
+        the :class:`WaveUNet` or :class:`SpecUNet`.
+
+    Raises:
+        ValueError: unknown preset, family or argument (the message lists the
+            valid ones), or an invalid argument value.
+    """
+    arguments = _resolve(name_or_dict)
+    family = arguments.pop("family", None)
+    if family not in FAMILIES:
+        raise ValueError(f"a net description needs 'family' in {sorted(FAMILIES)}, got {family!r}.")
+    cls = FAMILIES[family]
+    arguments.update(overrides)
+    valid = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    unknown = sorted(set(arguments) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown argument(s) {unknown} for {cls.__name__}; valid arguments: {valid}."
+        )
+    return cls(**arguments)
+
+
+def _resolve(name_or_dict: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(name_or_dict, dict):
+        return copy.deepcopy(name_or_dict)
+    if name_or_dict not in PRESETS:
+        raise ValueError(f"unknown net preset {name_or_dict!r}; valid presets: {sorted(PRESETS)}.")
+    return copy.deepcopy(PRESETS[name_or_dict])

@@ -1,0 +1,408 @@
+"""2-D spectrogram U-Nets: Jansson et al. 2017 / Spleeter and Spectrogram-Channels.
+
+The STFT is a layer of the net, so the net maps waveforms to waveforms like
+:class:`~ablation.nets.wave_unet.WaveUNet`. Inside:
+
+1. ``X = STFT(mixture)``: ``(batch, channels, n_fft // 2 + 1, frames)`` complex,
+   of which the lowest ``bins`` are kept (Spleeter keeps 1024 of 2049).
+2. Features: ``log1p(|X|)`` per channel (``input_mode="magnitude"``) or the real
+   and imaginary parts of ``X * log1p(|X|) / |X|`` as two channels per audio
+   channel (``"complex"``), then the input normalization (a layer with its own
+   parameters and running statistics, saved in the ``state_dict``).
+3. Zero padding of the bin and frame axes to multiples of ``2**depth``; the
+   U-Net(s); crop back.
+4. Heads turning the U-Net output into one complex spectrogram per source:
+
+   =============  ===========  ================================================
+   input_mode     output       source spectrogram ``S``
+   =============  ===========  ================================================
+   magnitude      mask         ``sigmoid(y) * X`` (ratio mask, mixture phase)
+   magnitude      spectrogram  ``exp(y) * sgn(X)`` (``y`` is the log-magnitude,
+                               mixture phase)
+   complex        mask         ``(tanh(y_re) + i tanh(y_im)) * X`` (bounded
+                               complex ratio mask)
+   complex        spectrogram  ``Z * expm1(|Z|) / |Z|``, ``Z = y_re + i y_im``
+                               (complex spectrogram in the compressed domain)
+   =============  ===========  ================================================
+
+5. Bins above ``bins`` are zero; ``ISTFT`` back to ``time`` samples.
+
+Numerics: log compression and the input normalization bound the first layer's
+input; batch norm after every layer bounds the rest at any depth; the
+exponentials are clamped; an all-zero mixture gives finite output.
+"""
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ablation.nets.blocks import (
+    SeparationNet,
+    ceil_to_multiple,
+    check_at_least,
+    check_choice,
+    check_odd,
+    conv_reads,
+    follow,
+    hull_span,
+    identity_hull,
+    merge,
+    transposed_reads,
+)
+from ablation.spectral import ISTFT, MAX_LOG_MAGNITUDE, STFT, compress, decompress
+
+InputMode = Literal["magnitude", "complex"]
+SpecOutput = Literal["mask", "spectrogram"]
+InputNorm = Literal["batchnorm", "affine", "none"]
+
+# Spleeter's last layer: a 4x4 convolution with dilation 2 after the last up level.
+HEAD_KERNEL = 4
+HEAD_DILATION = 2
+
+
+class SpecUNet(SeparationNet):
+    """2-D U-Net on the spectrogram, from a waveform mixture to waveform estimates.
+
+    Args:
+        sources: number of sources to estimate.
+        channels: audio channels of the mixture and of every estimate.
+        depth: number of down/up levels (Spleeter: 6).
+        filters: filters of the first level, doubled at every level (Spleeter: 16,
+            so 16 to 512 at depth 6).
+        kernel_size: square kernel of every strided (transposed) convolution.
+        leaky_slope: negative slope of the encoder's LeakyReLU (decoder: ReLU).
+        batch_norm: batch norm after every encoder and decoder convolution.
+        dropout: dropout probability on the first ``dropout_levels`` decoder levels.
+        dropout_levels: how many of the deepest decoder levels use dropout
+            (never the last, which produces the output channels).
+        separate_unets: one U-Net per source (Spleeter) instead of one U-Net
+            whose output channels are all the sources (Spectrogram-Channels).
+        n_fft: STFT size (and Hann window length), in samples.
+        hop_length: STFT hop, in samples.
+        bins: lowest frequency bins the U-Net sees; the others are zero in the output.
+        input_mode: ``"magnitude"`` (mixture phase reused) or ``"complex"``
+            (real and imaginary parts as channels).
+        output: ``"mask"`` or ``"spectrogram"`` (see the module docstring).
+        input_norm: ``"batchnorm"`` (per channel and bin, learned affine and
+            running statistics), ``"affine"`` (per channel and bin learned
+            scale and shift only) or ``"none"``; always after ``log1p``.
+    """
+
+    family = "2d"
+
+    def __init__(
+        self,
+        # Sources and channels
+        sources: int = 4,
+        channels: int = 2,
+        # Main structure
+        depth: int = 6,
+        filters: int = 16,
+        kernel_size: int = 5,
+        leaky_slope: float = 0.2,
+        batch_norm: bool = True,
+        dropout: float = 0.5,
+        dropout_levels: int = 3,
+        separate_unets: bool = False,
+        # Spectrogram
+        n_fft: int = 4096,
+        hop_length: int = 1024,
+        bins: int = 1024,
+        # Input and output
+        input_mode: InputMode = "magnitude",
+        output: SpecOutput = "mask",
+        input_norm: InputNorm = "batchnorm",
+    ) -> None:
+        super().__init__()
+        self.config = {"family": "spec", **_arguments(locals())}
+        _check_arguments(self.config)
+        self.sources, self.channels, self.depth, self.bins = sources, channels, depth, bins
+        self.complex_input = input_mode == "complex"
+        self.mask = output == "mask"
+        self.stft = STFT(n_fft, hop_length)
+        self.istft = ISTFT(n_fft, hop_length)
+        parts = 2 if self.complex_input else 1
+        self.input_norm = _input_norm(input_norm, channels * parts, bins)
+        copies, per_unet = (sources, 1) if separate_unets else (1, sources)
+        self.unets = nn.ModuleList(
+            UNet2d(
+                in_channels=channels * parts,
+                out_channels=per_unet * channels * parts,
+                depth=depth,
+                filters=filters,
+                kernel_size=kernel_size,
+                leaky_slope=leaky_slope,
+                batch_norm=batch_norm,
+                dropout=dropout,
+                dropout_levels=dropout_levels,
+            )
+            for _ in range(copies)
+        )
+        if not self.mask:
+            _shrink_heads(self.unets)
+
+    @property
+    def receptive_field_unit(self) -> str:
+        """:meth:`receptive_field` counts STFT frames."""
+        return "frames"
+
+    def receptive_field(self) -> int:
+        """STFT frames that one output frame depends on (along time)."""
+        return self.unets[0].receptive_field()
+
+    def receptive_field_samples(self) -> int:
+        """Bound on the input samples one output sample depends on: the output
+        sample overlaps frames whose centres span ``n_fft`` samples, each sees
+        ``receptive_field()`` frames, and each frame spans ``n_fft`` samples."""
+        return (self.receptive_field() - 1) * self.stft.hop_length + 2 * self.stft.n_fft
+
+    def forward(self, mixture: Tensor) -> Tensor:
+        """Separate a mixture.
+
+        Args:
+            mixture: ``(batch, channels, time)``, any ``time >= 1``.
+
+        Returns:
+            estimates ``(batch, sources, channels, time)``.
+        """
+        self._check_mixture(mixture)
+        spectrogram = self.stft(mixture)[:, :, : self.bins]  # (b, c, bins, frames)
+        features = self.input_norm(self._features(spectrogram))
+        outputs = self._run_unets(features)  # (b, s * c * parts, bins, frames)
+        parts = 2 if self.complex_input else 1
+        outputs = rearrange(
+            outputs, "b (s c p) f n -> b s c f n p", s=self.sources, c=self.channels, p=parts
+        )
+        estimates = self._head(outputs, spectrogram.unsqueeze(1))  # (b, s, c, bins, frames)
+        estimates = F.pad(estimates, (0, 0, 0, self.stft.bins - self.bins))
+        return self.istft(estimates, length=mixture.shape[-1])
+
+    def _features(self, spectrogram: Tensor) -> Tensor:
+        """``(b, c, f, n)`` complex -> ``(b, c * parts, f, n)`` real."""
+        if not self.complex_input:
+            return torch.log1p(spectrogram.abs())
+        parts = torch.view_as_real(compress(spectrogram))
+        return rearrange(parts, "b c f n p -> b (c p) f n")
+
+    def _run_unets(self, features: Tensor) -> Tensor:
+        """Pad bins and frames to multiples of ``2**depth``, run, crop back."""
+        bins, frames = features.shape[-2:]
+        multiple = 2**self.depth
+        padded = F.pad(
+            features,
+            (
+                0,
+                ceil_to_multiple(frames, multiple) - frames,
+                0,
+                ceil_to_multiple(bins, multiple) - bins,
+            ),
+        )
+        outputs = torch.cat([unet(padded) for unet in self.unets], dim=1)
+        return outputs[..., :bins, :frames]
+
+    def _head(self, outputs: Tensor, mixture: Tensor) -> Tensor:
+        """U-Net outputs ``(b, s, c, f, n, parts)`` and mixture spectrogram
+        ``(b, 1, c, f, n)`` complex -> source spectrograms ``(b, s, c, f, n)`` complex."""
+        if not self.complex_input:
+            y = outputs[..., 0]
+            if self.mask:
+                return torch.sigmoid(y) * mixture
+            return torch.exp(y.clamp(max=MAX_LOG_MAGNITUDE)) * torch.sgn(mixture)
+        if self.mask:
+            return torch.complex(torch.tanh(outputs[..., 0]), torch.tanh(outputs[..., 1])) * mixture
+        return decompress(torch.complex(outputs[..., 0], outputs[..., 1]))
+
+
+class UNet2d(nn.Module):
+    """The Jansson / Spleeter U-Net core.
+
+    Encoder level: convolution (``kernel_size``, stride 2) -> batch norm ->
+    LeakyReLU. Decoder level: transposed convolution (stride 2) -> ReLU ->
+    batch norm -> dropout on the deepest ``dropout_levels`` levels ->
+    concatenation with the encoder level of the same size. The last decoder
+    level outputs ``out_channels`` maps, followed by Spleeter's 4x4
+    convolution of dilation 2. Skips carry the encoder's activations (Spleeter
+    takes them before batch norm; after it they are on the same scale as the
+    decoder's).
+
+    Args:
+        in_channels: input feature maps.
+        out_channels: output feature maps.
+        depth: number of down/up levels.
+        filters: filters of the first level, doubled at every level.
+        kernel_size: odd square kernel of the strided convolutions.
+        leaky_slope: negative slope of the encoder's LeakyReLU.
+        batch_norm: batch norm after every (transposed) convolution.
+        dropout: dropout probability of the deepest decoder levels.
+        dropout_levels: how many decoder levels, deepest first, use dropout.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        depth: int,
+        filters: int = 16,
+        kernel_size: int = 5,
+        leaky_slope: float = 0.2,
+        batch_norm: bool = True,
+        dropout: float = 0.5,
+        dropout_levels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.depth, self.kernel_size = depth, kernel_size
+        widths = [filters * 2**level for level in range(depth)]
+        self.encoder = nn.ModuleList(
+            _down_level(c_in, c_out, kernel_size, leaky_slope, batch_norm)
+            for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True)
+        )
+        # Decoder level i (deepest first) reads the level below (concatenated
+        # with its skip, except at the bottom) and writes the width of the level above.
+        decoder_in = [widths[-1]] + [2 * w for w in reversed(widths[1:-1])] + [2 * widths[0]]
+        decoder_out = list(reversed(widths[:-1])) + [out_channels]
+        if depth == 1:
+            decoder_in = [widths[0]]
+        self.decoder = nn.ModuleList(
+            _up_level(
+                c_in,
+                c_out,
+                kernel_size,
+                batch_norm,
+                dropout if level < min(dropout_levels, depth - 1) else 0.0,
+            )
+            for level, (c_in, c_out) in enumerate(zip(decoder_in, decoder_out, strict=True))
+        )
+        self.head = nn.Conv2d(
+            out_channels, out_channels, HEAD_KERNEL, dilation=HEAD_DILATION, padding="same"
+        )
+
+    def receptive_field(self) -> int:
+        """Input positions that one output position depends on along one axis
+        (frames or bins: the kernels are square), at most over positions.
+
+        Exact: the dependency span of every output position is followed through
+        the layers (see :mod:`ablation.nets.blocks`).
+        """
+        # Long enough that interior positions do not feel the zero padding.
+        length = 2**self.depth * 4 * (self.kernel_size + HEAD_KERNEL * HEAD_DILATION)
+        hull = identity_hull(length)
+        skips = []
+        for level in self.encoder:
+            hull = follow(hull, *conv_reads(level[0], len(hull[0])))
+            skips.append(hull)
+        skips.pop()
+        for index, level in enumerate(self.decoder):
+            if index > 0:
+                hull = merge(hull, skips.pop())
+            hull = follow(hull, *transposed_reads(level[0], len(hull[0])))
+        return hull_span(follow(hull, *conv_reads(self.head, len(hull[0]))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: (batch, in_channels, freq, frames) -> (batch, out_channels, freq, frames)``,
+        ``freq`` and ``frames`` multiples of ``2**depth``."""
+        skips = []
+        for level in self.encoder:
+            x = level(x)
+            skips.append(x)
+        skips.pop()  # the bottom level feeds the decoder directly
+        for index, level in enumerate(self.decoder):
+            if index > 0:
+                x = torch.cat([skips.pop(), x], dim=1)
+            x = level(x)
+        return self.head(x)
+
+
+def _shrink_heads(unets: nn.ModuleList, factor: float = 1e-2) -> None:
+    # Spectrogram outputs are exponentials of the head: a default-initialized
+    # head makes the first estimates up to e^10 times too loud and the first
+    # gradients huge. A head 100 times smaller starts every source near
+    # |S| = 1 per bin (magnitude) or silence (complex), and all layers still
+    # receive gradients from the first step.
+    with torch.no_grad():
+        for unet in unets:
+            unet.head.weight.mul_(factor)
+            unet.head.bias.zero_()
+
+
+def _down_level(
+    c_in: int, c_out: int, kernel: int, slope: float, batch_norm: bool
+) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=2, padding=kernel // 2),
+        nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(),
+        nn.LeakyReLU(slope),
+    )
+
+
+def _up_level(
+    c_in: int, c_out: int, kernel: int, batch_norm: bool, dropout: float
+) -> nn.Sequential:
+    # padding kernel // 2 with output_padding 1 doubles the size exactly, like
+    # TensorFlow's "same" transposed convolution in Spleeter.
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=kernel // 2, output_padding=1),
+        nn.ReLU(),
+        nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(),
+        nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+    )
+
+
+class BinAffine(nn.Module):
+    """Learned scale and shift per channel and frequency bin (open-unmix style);
+    starts as the identity."""
+
+    def __init__(self, features: int, bins: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(features, bins, 1))
+        self.shift = nn.Parameter(torch.zeros(features, bins, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: (batch, features, bins, frames)``, same shape out."""
+        return x * self.scale + self.shift
+
+
+class BinBatchNorm(nn.Module):
+    """Batch norm with one feature per channel and frequency bin: statistics
+    over batch and frames, kept as running buffers for evaluation."""
+
+    def __init__(self, features: int, bins: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(features * bins)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: (batch, features, bins, frames)``, same shape out."""
+        features = x.shape[1]
+        flat = self.norm(rearrange(x, "b c f n -> b (c f) n"))
+        return rearrange(flat, "b (c f) n -> b c f n", c=features)
+
+
+def _input_norm(kind: str, features: int, bins: int) -> nn.Module:
+    if kind == "batchnorm":
+        return BinBatchNorm(features, bins)
+    if kind == "affine":
+        return BinAffine(features, bins)
+    return nn.Identity()
+
+
+def _arguments(local_variables: dict) -> dict:
+    return {k: v for k, v in local_variables.items() if k not in ("self", "__class__")}
+
+
+def _check_arguments(config: dict) -> None:
+    for name in ("sources", "channels", "depth", "filters", "n_fft", "hop_length", "bins"):
+        check_at_least(name, config[name], 1)
+    check_at_least("dropout_levels", config["dropout_levels"], 0)
+    check_odd("kernel_size", config["kernel_size"])
+    check_choice("input_mode", config["input_mode"], InputMode.__args__)
+    check_choice("output", config["output"], SpecOutput.__args__)
+    check_choice("input_norm", config["input_norm"], InputNorm.__args__)
+    if not 0.0 <= config["dropout"] < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config['dropout']!r}.")
+    if config["bins"] > config["n_fft"] // 2 + 1:
+        raise ValueError(
+            f"bins must be at most n_fft // 2 + 1 = {config['n_fft'] // 2 + 1}, "
+            f"got bins={config['bins']}; lower bins or raise n_fft."
+        )
