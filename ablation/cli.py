@@ -39,9 +39,38 @@ def _bench(argv: Sequence[str]) -> None:
     run(args.names, quick=args.quick)
 
 
+def _gpu_list(value: str) -> list[str] | None:
+    return [g for g in value.split(",") if g] or None
+
+
+def _sweep(argv: Sequence[str]) -> None:
+    from ablation.sweep import SweepError, run_sweep
+
+    parser = argparse.ArgumentParser(
+        prog="ablation sweep",
+        description="Run a W&B sweep YAML: online with W&B credentials (one agent per GPU), "
+        "else offline through W&B's own sweep engine. Finished runs are skipped, "
+        "interrupted ones resume from last.ckpt.",
+    )
+    parser.add_argument("sweep", nargs="?", default="sweeps/depth_dimension.yaml")
+    parser.add_argument("--gpus", type=_gpu_list, default=None, help="e.g. 0,1,2,3")
+    parser.add_argument("--count", type=int, default=None, help="run at most N cells")
+    parser.add_argument("--root", default=None, help="MUSDB18 root (default: $MUSDB_PATH or toy)")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--offline", action="store_true", help="never contact W&B")
+    args = parser.parse_args(argv)
+    try:
+        code = run_sweep(args.sweep, args.gpus, args.count, args.runs_dir, args.root,
+                         offline=True if args.offline else None)
+    except SweepError as err:
+        raise SystemExit(f"error: {err}") from None
+    raise SystemExit(code)
+
+
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "toy-data": _toy_data,
     "bench": _bench,
+    "sweep": _sweep,
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -53,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         SUBCOMMANDS[argv[0]](argv[1:])
         return
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        from lightning_modules.cli import run_lightning_cli
+        from lightning_modules.cli import run_lightning_cli  # Lightning only when training
 
         run_lightning_cli(argv)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,8 +38,9 @@ class MUSDBDataModule(L.LightningDataModule):
     Augmentation runs on the device, in training only, before the mixture is formed.
 
     Args:
-        root: dataset root with ``train/`` and ``test/``. ``None`` uses the toy
-            dataset in ``data/toy``, generated on first use.
+        root: dataset root with ``train/`` and ``test/``. ``None`` uses
+            ``$MUSDB_PATH`` (musdb's own variable) when set, else the toy dataset in
+            ``data/toy``, generated on first use.
         is_wav: True for the HQ wav layout, False for ``.stem.mp4``; detected when None.
         targets: ``"4stems"``, ``"2stems"`` or a list of source names.
         sample_rate: rate the nets see (resampled once, into the cache).
@@ -96,7 +98,7 @@ class MUSDBDataModule(L.LightningDataModule):
         if segment <= 0:
             raise DataError(f"segment must be a positive number of seconds, got {segment}.")
         self.sources = resolve_targets(targets)
-        self.root = Path(root) if root is not None else Path(DEFAULT_TOY_ROOT)
+        self.root = Path(root or os.environ.get("MUSDB_PATH") or DEFAULT_TOY_ROOT)
         self.segment_samples = round(segment * sample_rate)
         transforms = [RandomGain(gain_min, gain_max)]
         transforms += [ChannelSwap()] if channel_swap else []
@@ -107,7 +109,7 @@ class MUSDBDataModule(L.LightningDataModule):
 
     # ---- discovery and cache ------------------------------------------------
     def _ensure_root(self) -> None:
-        if self.hparams.root is None and not self.root.exists():
+        if self.root == Path(DEFAULT_TOY_ROOT) and not self.root.exists():
             from datamodules.toy import make_toy_dataset
 
             log.warning("no dataset root given: generating the toy dataset in %s", self.root)

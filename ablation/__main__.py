@@ -1,0 +1,5 @@
+"""`python -m ablation` is the `ablation` command (what sweep YAMLs run)."""
+
+from ablation.cli import main
+
+main()

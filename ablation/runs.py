@@ -1,0 +1,102 @@
+"""Where a run lives and what it is called: shared by the CLI, the sweep runner and
+the report, so that all three agree without importing Lightning.
+
+A run folder ``runs/<sweep>/<run-name>/`` holds ``config.yaml`` (the resolved
+LightningCLI config), ``checkpoints/last.ckpt`` and ``checkpoints/best-*.ckpt``,
+``metrics.csv`` (every logged value), ``wandb/`` (the W&B run files, offline or
+online), ``wandb_run.json`` (the W&B run's id, project and entity, so a resumed run
+and a later evaluation log into the same W&B run) and, once training has ended
+inside its budget, ``summary.json`` (final figures; its presence marks the run done).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+DIMENSION_MODULES = {
+    "1d": "lightning_modules.WaveUNetModule",
+    "2d": "lightning_modules.SpecUNetModule",
+}
+CELL = re.compile(r"^(?P<dimension>[12]d)-depth(?P<depth>\d+)$")
+SUMMARY = "summary.json"
+WANDB_RUN = "wandb_run.json"
+LAST = "last.ckpt"
+
+
+def parse_cell(cell: str) -> tuple[str, int]:
+    """``"2d-depth4"`` -> ``("2d", 4)``."""
+    match = CELL.match(cell)
+    if not match:
+        raise ValueError(
+            f"cell {cell!r} is not a grid cell: expected '<1d|2d>-depth<N>', e.g. '1d-depth6'."
+        )
+    return match["dimension"], int(match["depth"])
+
+
+def expand_cell(argv: Sequence[str]) -> list[str]:
+    """Replace ``--cell=2d-depth4`` by ``--model=...SpecUNetModule --model.depth=4``.
+
+    A sweep grid names whole cells (dimension and depth together) because W&B grids
+    cannot make the depth values depend on the dimension. The model class must come
+    before any ``--model.*`` argument, so the expansion goes where the cell or the
+    first of those stood, whichever is earlier.
+    """
+    args, cell, position = [], None, None
+    items = list(argv)
+    while items:
+        arg = items.pop(0)
+        if arg == "--cell" and items:
+            arg = f"--cell={items.pop(0)}"
+        if arg.startswith("--cell="):
+            cell = parse_cell(arg.split("=", 1)[1])
+            position = len(args) if position is None else position
+            continue
+        if arg.startswith("--model.") and position is None:
+            position = len(args)
+        args.append(arg)
+    if cell is None:
+        return args
+    dimension, depth = cell
+    args[position:position] = [f"--model={DIMENSION_MODULES[dimension]}", f"--model.depth={depth}"]
+    return args
+
+
+def _slug(value: object) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
+
+
+def run_name(dimension: str, depth: int, seed: int, variants: Sequence[object] = ()) -> str:
+    """A name that says what the run is, e.g. ``2d-depth5-complex-seed0``."""
+    parts = [f"{dimension}-depth{depth}", *(_slug(v) for v in variants), f"seed{seed}"]
+    return "-".join(p for p in parts if p)
+
+
+def model_variants(argv: Sequence[str]) -> list[str]:
+    """The ``--model.X=V`` arguments that name a variant (not the depth): a word value
+    stands alone (``complex``), a number keeps its name (``filters8``)."""
+    variants = []
+    for arg in argv:
+        match = re.match(r"^--model\.(?:init_args\.)?(\w+)=(.*)$", arg)
+        if match and match[1] not in ("depth", "class_path"):
+            key, value = match[1], match[2]
+            variants.append(value if re.match(r"^[A-Za-z]", value) else f"{key}{value}")
+    return variants
+
+
+def is_done(run_dir: Path) -> bool:
+    return (Path(run_dir) / SUMMARY).exists()
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    path = Path(run_dir) / "checkpoints" / LAST
+    return path if path.exists() else None
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}

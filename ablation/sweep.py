@@ -1,0 +1,203 @@
+"""``make sweep`` / ``ablation sweep``: one W&B sweep YAML, online or offline.
+
+Online (W&B credentials, ``WANDB_MODE`` not offline) the YAML goes to W&B as it is
+(``wandb sweep``) and one ``wandb agent`` runs per GPU; other machines join with the
+printed ``wandb agent ENTITY/PROJECT/ID`` line. Offline, W&B's own sweep engine
+(the ``sweeps`` package) expands the same YAML into the same runs, which are
+executed here one after another (or one per GPU at a time), each logging an offline
+W&B run. Either way each run writes ``runs/<sweep>/<run-name>/``; a finished run is
+skipped and an interrupted one resumes from ``last.ckpt`` when the sweep is
+started again.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ablation.runs import is_done, model_variants, parse_cell, run_name
+from ablation.wandb_mode import wandb_online
+
+
+class SweepError(ValueError):
+    """A sweep YAML or environment problem, phrased for the user."""
+
+
+def load_sweep(path: str | Path) -> dict[str, Any]:
+    """Read a sweep YAML and check it with W&B's own schema."""
+    import sweeps
+
+    path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"sweep file {path} not found: expected a W&B sweep YAML, e.g. "
+                         f"sweeps/depth_dimension.yaml.")
+    config = yaml.safe_load(path.read_text())
+    violations = sweeps.schema_violations_from_proposed_config(config)
+    if violations:
+        raise SweepError(f"{path} is not a valid W&B sweep: {'; '.join(violations)}")
+    nested = [k for k, v in config["parameters"].items() if "parameters" in v]
+    if nested:
+        raise SweepError(f"{path}: nested parameters {nested} are mishandled by the sweep "
+                         f"engine; write them flat with dotted names (model.depth).")
+    return config
+
+
+def sweep_name(path: str | Path, config: dict[str, Any]) -> str:
+    return config.get("name") or Path(path).stem
+
+
+def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run of a grid sweep as ``{parameter: value}``, listed by W&B's engine."""
+    import sweeps
+
+    if config.get("method") != "grid":
+        raise SweepError(f"offline sweeps need method 'grid', found {config.get('method')!r}.")
+    runs: list[sweeps.SweepRun] = []
+    while (proposal := sweeps.next_run(config, runs)) is not None:
+        runs.append(sweeps.SweepRun(name=f"run{len(runs)}", config=proposal.config,
+                                    state=sweeps.RunState.finished))
+    return [{k: v["value"] for k, v in run.config.items()} for run in runs]
+
+
+def command(config: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """The command ``wandb agent`` would run for ``params`` (same macros, same flags)."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    formats = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    macros = {"${env}": [], "${interpreter}": [sys.executable],
+              "${program}": [config.get("program", "")]}
+    macros.update({f"${{{name}}}": value for name, value in formats.items()
+                   if isinstance(value, list)})
+    template = config.get("command") or ["${env}", "${interpreter}", "${program}", "${args}"]
+    return [part for item in template for part in macros.get(item, [item])]
+
+
+def cell_run_dir(runs_dir: Path, sweep: str, params: dict[str, Any]) -> Path:
+    """The folder the CLI will give this run (same naming as ``ablation fit``)."""
+    dimension, depth = parse_cell(str(params["cell"]))
+    argv = [f"--{k}={v}" for k, v in params.items()]
+    name = run_name(dimension, depth, params.get("seed_everything", 0), model_variants(argv))
+    return runs_dir / sweep / name
+
+
+@dataclass
+class Outcome:
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def run_offline(path: str | Path, gpus: list[str] | None = None, count: int | None = None,
+                runs_dir: str | Path = "runs", extra_args: list[str] | None = None) -> Outcome:
+    """Run every cell of a grid sweep here, offline; see the module docstring.
+
+    Args:
+        path: the sweep YAML.
+        gpus: GPU ids to spread cells over (one cell per GPU at a time); None: one
+            cell at a time on whatever the config selects.
+        count: run at most this many cells (in grid order).
+        runs_dir: parent of the sweep's run folders.
+        extra_args: appended to every run's command (e.g. ``--data.root=...``).
+
+    Returns:
+        Which runs finished, were skipped as done, or failed (a failure does not
+        stop the other cells).
+    """
+    config = load_sweep(path)
+    name = sweep_name(path, config)
+    cells = grid(config)[:count]
+    slots: queue.Queue = queue.Queue()
+    for gpu in gpus or [None]:
+        slots.put(gpu)
+    outcome, lock = Outcome(), threading.Lock()
+
+    def run_cell(index: int, params: dict[str, Any]) -> None:
+        run_dir = cell_run_dir(Path(runs_dir), name, params)
+        label = f"[{index + 1}/{len(cells)}] {run_dir.name}"
+        if is_done(run_dir):
+            print(f"{label}: done earlier, skipped", flush=True)
+            with lock:
+                outcome.skipped.append(run_dir.name)
+            return
+        gpu = slots.get()
+        try:
+            cmd = [*command(config, params), f"--run.sweep={name}", f"--run.dir={runs_dir}",
+                   f"--run.name={run_dir.name}", *(extra_args or [])]
+            env = {**os.environ, "WANDB_MODE": "offline"}
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+            print(f"{label}: {' '.join(cmd)}", flush=True)
+            code = subprocess.call(cmd, env=env)
+            ok = code == 0 and is_done(run_dir)
+            with lock:
+                (outcome.finished if ok else outcome.failed).append(run_dir.name)
+            print(f"{label}: {'finished' if ok else f'FAILED (exit code {code})'}", flush=True)
+        finally:
+            slots.put(gpu)
+
+    threads = [threading.Thread(target=run_cell, args=(i, p)) for i, p in enumerate(cells)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(f"\nsweep {name}: {len(outcome.finished)} finished, {len(outcome.skipped)} skipped "
+          f"(done earlier), {len(outcome.failed)} failed {outcome.failed or ''}")
+    print(f"sync the offline W&B runs later with: wandb sync {runs_dir}/{name}/*/wandb/offline-run-*")
+    return outcome
+
+
+AGENT_LINE = re.compile(r"wandb agent (\S+/\S+/\S+)")
+
+
+def run_online(path: str | Path, gpus: list[str] | None = None, count: int | None = None,
+               project: str | None = None, entity: str | None = None) -> str:
+    """Create the sweep on W&B and run one agent per GPU; returns ``ENTITY/PROJECT/ID``."""
+    wandb = shutil.which("wandb")
+    if wandb is None:
+        raise SweepError("the `wandb` command is not on PATH: run `make install` first.")
+    cmd = [wandb, "sweep", *(["--project", project] if project else []),
+           *(["--entity", entity] if entity else []), str(path)]
+    created = subprocess.run(cmd, capture_output=True, text=True)
+    match = AGENT_LINE.search(created.stdout + created.stderr)
+    if created.returncode != 0 or match is None:
+        raise SweepError(f"`{' '.join(cmd)}` failed (exit code {created.returncode}):\n"
+                         f"{created.stderr.strip()}\nCheck `wandb login` and the YAML.")
+    sweep_id = match.group(1)
+    print(f"sweep created. To add machines, run on each (in this repository, data in place):\n"
+          f"    wandb agent {sweep_id}\n", flush=True)
+    agents = []
+    for gpu in gpus or [None]:
+        env = dict(os.environ)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        agent = [wandb, "agent", *(["--count", str(count)] if count else []), sweep_id]
+        print(f"starting {' '.join(agent)}" + (f" on GPU {gpu}" if gpu is not None else ""))
+        agents.append(subprocess.Popen(agent, env=env))
+    for agent in agents:
+        agent.wait()
+    return sweep_id
+
+
+def run_sweep(path: str | Path, gpus: list[str] | None = None, count: int | None = None,
+              runs_dir: str | Path = "runs", root: str | None = None,
+              offline: bool | None = None) -> int:
+    """``make sweep``: online when W&B credentials exist, else offline. Returns an exit code."""
+    if root:
+        os.environ["MUSDB_PATH"] = str(Path(root).resolve())  # read by MUSDBDataModule
+    if offline is None:
+        offline = not wandb_online()
+    if not offline:
+        run_online(path, gpus, count)
+        return 0
+    outcome = run_offline(path, gpus, count, runs_dir)
+    return 1 if outcome.failed else 0

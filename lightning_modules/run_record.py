@@ -1,0 +1,101 @@
+"""Records a run for W&B's dashboards and for ``make report``: its config at the start
+(dimension, depth, preset, loss, parameters, receptive field) and its final figures
+at the end (best ``val/sdr``, ``val/mse``, epochs and steps done inside the budget,
+wall time, peak GPU memory), named the same in W&B and in ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
+from lightning.pytorch.loggers import WandbLogger
+
+from ablation.constants import MONITOR, VAL_LOSS, VAL_MSE
+from ablation.runs import SUMMARY, WANDB_RUN
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write then rename: an interrupted write never leaves a truncated file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def run_config(pl_module: L.LightningModule) -> dict[str, Any]:
+    """What the dashboards group and compare by."""
+    figures = pl_module.net.describe(pl_module.hparams.sample_rate)
+    return {
+        "dimension": figures["family"],
+        "depth": figures["depth"],
+        "preset": pl_module.hparams.get("preset"),
+        "loss": str(pl_module.hparams.get("loss")),
+        "params": figures["parameters"],
+        "receptive_field": figures["receptive_field"],
+        "macs_per_second": figures["macs_per_second"],
+    }
+
+
+class RunRecord(Callback):
+    """Writes ``wandb_run.json`` at the start and ``summary.json`` when training ended
+    normally (time budget, max epochs); an interrupted run gets no summary, so the
+    sweep runner resumes it."""
+
+    def __init__(self, run_dir: Path, name: str, sweep: str):
+        self.run_dir = Path(run_dir)
+        self.name, self.sweep = name, sweep
+
+    def _wandb(self, trainer: L.Trainer) -> WandbLogger | None:
+        return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config = {"run": self.name, "sweep": self.sweep, **run_config(pl_module)}
+        logger = self._wandb(trainer)
+        if logger is not None:
+            run = logger.experiment
+            run.config.update(config, allow_val_change=True)
+            write_json(self.run_dir / WANDB_RUN,
+                       {"id": run.id, "project": run.project, "entity": run.entity,
+                        "name": self.name, "offline": bool(run.offline)})
+
+    def summary(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        metrics = trainer.callback_metrics
+        best = checkpoint.best_model_score
+        return {
+            "run": self.name,
+            "sweep": self.sweep,
+            **run_config(pl_module),
+            "best_val_sdr": float(best) if best is not None else None,
+            "best_checkpoint": checkpoint.best_model_path,
+            "val_mse": float(metrics[VAL_MSE]) if VAL_MSE in metrics else None,
+            "val_loss": float(metrics[VAL_LOSS]) if VAL_LOSS in metrics else None,
+            "last_val_sdr": float(metrics[MONITOR]) if MONITOR in metrics else None,
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "train_seconds": timer.time_elapsed("train") if timer else None,
+            "budget_seconds": timer._duration if timer else None,  # noqa: SLF001 (no public getter)
+            "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30
+            if torch.cuda.is_available() else 0.0,
+        }
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.interrupted or not trainer.is_global_zero:
+            return
+        summary = self.summary(trainer, pl_module)
+        logger = self._wandb(trainer)
+        if logger is not None:
+            logger.experiment.summary.update(
+                {f"final/{k}": v for k, v in summary.items() if isinstance(v, int | float)}
+            )
+        write_json(self.run_dir / SUMMARY, summary)
