@@ -1,0 +1,307 @@
+"""Full-track separation: load a checkpoint without Lightning, overlap-add over segments.
+
+A net trained on short segments separates a song of any length: the song is cut
+into segments that overlap by a fraction, each is separated (a batch of segments
+at a time, on CPU or GPU), and the estimates are crossfaded back with a
+triangular window normalized by the summed windows. The weights at each sample
+sum to one, so a net that applies a constant gain reproduces its input exactly,
+seams included.
+
+Checkpoints are read with plain ``torch.load``: their ``hyper_parameters`` hold
+``net_config`` (what :func:`ablation.nets.build` needs), ``sources``,
+``sample_rate`` and ``segment``, and the ``state_dict`` entries under ``net.`` are
+the net's weights. This module, like all of ``ablation/``, never imports Lightning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+from ablation.nets import build
+
+# Keys our LightningModules always store in hyper_parameters.
+REQUIRED_HPARAMS = ("net_config", "sources", "sample_rate")
+NET_PREFIX = "net."
+# Used only for a checkpoint that does not record its training segment.
+DEFAULT_SEGMENT_SECONDS = 3.0
+
+
+class SeparationError(Exception):
+    """A user-facing problem with a checkpoint or an audio file (the message says what to do)."""
+
+
+@dataclass(frozen=True)
+class SeparatorInfo:
+    """What a checkpoint says about its net.
+
+    Attributes:
+        sources: names of the estimated sources, in the net's output order.
+        sample_rate: rate the net was trained at, in Hz.
+        channels: audio channels the net takes and returns.
+        segment: training segment length in seconds (the default separation segment).
+        net_config: the dict :func:`ablation.nets.build` rebuilds the net from.
+        hyper_parameters: every hyper-parameter stored in the checkpoint.
+    """
+
+    sources: tuple[str, ...]
+    sample_rate: int
+    channels: int
+    segment: float
+    net_config: dict[str, Any]
+    hyper_parameters: dict[str, Any] = field(repr=False)
+
+
+# ---- checkpoints ---------------------------------------------------------------------
+
+
+def _read_checkpoint(path: Path, device: str | torch.device) -> dict[str, Any]:
+    if not path.is_file():
+        raise SeparationError(
+            f"checkpoint {path} not found: expected a .ckpt file written by `ablation fit` "
+            f"(e.g. runs/<name>/checkpoints/last.ckpt)."
+        )
+    try:
+        # Our own checkpoints hold plain Python containers, but older Lightning
+        # versions pickled other objects, so a full (trusted) unpickling is needed.
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:
+        raise SeparationError(
+            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}); "
+            f"expected a .ckpt file written by `ablation fit`."
+        ) from error
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    missing = [key for key in REQUIRED_HPARAMS if key not in (hparams or {})]
+    if missing or not isinstance(checkpoint.get("state_dict"), dict):
+        raise SeparationError(
+            f"{path} is not a checkpoint of this suite: expected 'hyper_parameters' with "
+            f"{list(REQUIRED_HPARAMS)} and a 'state_dict' (as WaveUNetModule and "
+            f"SpecUNetModule write them), but it lacks "
+            f"{missing or ['state_dict']}. Pass a checkpoint written by `ablation fit`."
+        )
+    return checkpoint
+
+
+def load_separator(
+    ckpt_path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, SeparatorInfo]:
+    """Rebuild the net of a training checkpoint, in eval mode, without Lightning.
+
+    Args:
+        ckpt_path: a ``.ckpt`` written by ``WaveUNetModule`` or ``SpecUNetModule``.
+        device: where to put the net.
+
+    Returns:
+        ``(net, info)``: the net with its trained weights, and what the checkpoint
+        says about it.
+
+    Raises:
+        SeparationError: missing file, unreadable file, or not one of our checkpoints.
+    """
+    path = Path(ckpt_path)
+    checkpoint = _read_checkpoint(path, device)
+    hparams = checkpoint["hyper_parameters"]
+    state = {
+        key.removeprefix(NET_PREFIX): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(NET_PREFIX)
+    }
+    try:
+        net = build(dict(hparams["net_config"]))
+        net.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise SeparationError(
+            f"{path}: its net_config {hparams['net_config']} does not rebuild the net its "
+            f"weights belong to ({error}). Was it written by another version of the suite?"
+        ) from error
+    info = SeparatorInfo(
+        sources=tuple(hparams["sources"]),
+        sample_rate=int(hparams["sample_rate"]),
+        channels=int(net.channels),
+        segment=float(hparams.get("segment") or DEFAULT_SEGMENT_SECONDS),
+        net_config=dict(hparams["net_config"]),
+        hyper_parameters=dict(hparams),
+    )
+    return net.to(device).eval(), info
+
+
+# ---- overlap-add -----------------------------------------------------------------------
+
+
+def segment_starts(length: int, segment: int, overlap: float) -> list[int]:
+    """Start of every segment: a hop of ``segment * (1 - overlap)``, the last one
+    ending exactly at ``length`` so no segment is padded (one segment if shorter)."""
+    if length <= segment:
+        return [0]
+    hop = max(1, segment - round(overlap * segment))
+    return [*range(0, length - segment, hop), length - segment]
+
+
+def crossfade_window(segment: int) -> Tensor:
+    """Triangular weights ``min(i + 1, segment - i)``: strictly positive, so every
+    sample has weight, and smallest at the segment edges where context is missing."""
+    index = torch.arange(segment)
+    return torch.minimum(index + 1, segment - index).float()
+
+
+def _batches(items: Sequence[int], size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@torch.no_grad()
+def separate(
+    net: nn.Module,
+    mixture: Tensor,
+    segment: int,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+) -> Tensor:
+    """Separate a mixture of any length by overlap-add over segments.
+
+    The net is put in eval mode (and moved to ``device`` when given) and left
+    there; estimates are accumulated on the CPU in float32.
+
+    Args:
+        net: ``forward(mixture (batch, channels, time)) -> (batch, sources, channels, time)``.
+        mixture: ``(channels, time)``.
+        segment: segment length in samples.
+        overlap: fraction of a segment shared with the next one, in ``[0, 1)``.
+        batch_size: segments per forward call.
+        device: where the net runs; ``None`` keeps the net where it is.
+
+    Returns:
+        ``(sources, channels, time)`` estimates on the CPU.
+    """
+    if mixture.dim() != 2:
+        raise ValueError(f"expected a mixture (channels, time), got shape {tuple(mixture.shape)}.")
+    if segment < 1 or not 0 <= overlap < 1 or batch_size < 1:
+        raise ValueError(
+            f"expected segment >= 1 sample, 0 <= overlap < 1 and batch_size >= 1, got "
+            f"segment={segment}, overlap={overlap}, batch_size={batch_size}."
+        )
+    if device is not None:
+        net.to(device)
+    run_on = next(net.parameters()).device
+    net.eval()
+    length = mixture.shape[-1]
+    segment = min(segment, length)
+    window = crossfade_window(segment)
+    total = torch.zeros(length)
+    estimates = None
+    for starts in _batches(segment_starts(length, segment, overlap), batch_size):
+        chunks = torch.stack([mixture[:, s : s + segment] for s in starts]).to(run_on)
+        output = net(chunks).float().cpu()
+        assert output.shape[-2:] == chunks.shape[-2:], (output.shape, chunks.shape)
+        if estimates is None:
+            estimates = torch.zeros(*output.shape[1:-1], length)
+        for start, chunk in zip(starts, output, strict=True):
+            estimates[..., start : start + segment] += chunk * window
+            total[start : start + segment] += window
+    return estimates / total
+
+
+# ---- files ------------------------------------------------------------------------------
+
+
+def read_audio(path: str | Path) -> tuple[Tensor, int]:
+    """Read any file soundfile can, as ``((channels, time) float32, sample_rate)``.
+
+    Raises:
+        SeparationError: the file is missing, unreadable or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SeparationError(f"audio file {path} not found: expected a path to a song.")
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except sf.SoundFileError as error:
+        raise SeparationError(
+            f"could not read {path} as audio ({error}): expected a format soundfile reads "
+            f"(WAV, FLAC, OGG, MP3, ...); convert others first, e.g. "
+            f"`ffmpeg -i {path.name} {path.stem}.wav`."
+        ) from error
+    if audio.shape[0] == 0:
+        raise SeparationError(f"{path} holds no samples: expected a non-empty song.")
+    return torch.from_numpy(audio.T.copy()), rate
+
+
+def _match_channels(audio: Tensor, channels: int) -> Tensor:
+    """Duplicate mono for a stereo net, downmix for a mono net."""
+    if audio.shape[0] == channels:
+        return audio
+    if audio.shape[0] == 1:
+        return audio.repeat(channels, 1)
+    if channels == 1:
+        return audio.mean(0, keepdim=True)
+    raise SeparationError(
+        f"the net separates {channels}-channel audio, the file has {audio.shape[0]} "
+        f"channels: expected mono or {channels} channels; downmix the file first."
+    )
+
+
+def _resample(audio: Tensor, source_rate: int, target_rate: int, length: int) -> Tensor:
+    if source_rate == target_rate:
+        return audio
+    audio = torchaudio.functional.resample(audio, source_rate, target_rate)
+    # Resampling rounds the length; pad or crop to the exact expected one.
+    return torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))[..., :length]
+
+
+def separate_file(
+    ckpt: str | Path,
+    audio_path: str | Path,
+    out_dir: str | Path | None = None,
+    segment_seconds: float | None = None,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+) -> dict[str, Path]:
+    """Separate a song file and write one wav per source.
+
+    The song is resampled to the net's rate when it differs (torchaudio), and
+    mono is duplicated for a stereo net. The stems are written at the song's own
+    sample rate and length, as 32-bit float wav (estimates may exceed [-1, 1]),
+    with ``min(song channels, net channels)`` channels: a mono song gives mono
+    stems (the stereo estimates averaged).
+
+    Args:
+        ckpt: checkpoint written by ``ablation fit``.
+        audio_path: the song, in any format soundfile reads.
+        out_dir: folder for ``<source>.wav``; default ``separated/<song name>``.
+        segment_seconds: segment length; default the checkpoint's training segment.
+        overlap: fraction of a segment shared with the next one.
+        batch_size: segments per forward call.
+        device: where the net runs (``"cpu"``, ``"cuda"``, ...).
+
+    Returns:
+        ``{source: path of its wav}``.
+
+    Raises:
+        SeparationError: bad checkpoint or audio file.
+    """
+    audio_path = Path(audio_path)
+    net, info = load_separator(ckpt, device)
+    audio, rate = read_audio(audio_path)
+    net_length = round(audio.shape[-1] * info.sample_rate / rate)
+    mixture = _resample(_match_channels(audio, info.channels), rate, info.sample_rate, net_length)
+    segment = round((segment_seconds or info.segment) * info.sample_rate)
+    estimates = separate(net, mixture, segment, overlap, batch_size)
+    estimates = _resample(estimates, info.sample_rate, rate, audio.shape[-1])
+    if audio.shape[0] < estimates.shape[-2]:
+        estimates = estimates.mean(-2, keepdim=True)
+    out_dir = Path(out_dir) if out_dir is not None else Path("separated") / audio_path.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for source, estimate in zip(info.sources, estimates, strict=True):
+        paths[source] = out_dir / f"{source}.wav"
+        sf.write(paths[source], estimate.T.numpy(), rate, subtype="FLOAT")
+    return paths

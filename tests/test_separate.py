@@ -1,0 +1,209 @@
+"""Full-track separation (ablation.separate): overlap-add, checkpoint loading, files."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+import ablation.separate as separate_module
+from ablation.nets import build
+from ablation.separate import (
+    SeparationError,
+    load_separator,
+    segment_starts,
+    separate,
+    separate_file,
+)
+
+SOURCES = ("drums", "bass", "other", "vocals")
+GAINS = (0.5, -1.0, 2.0, 0.25)
+
+
+class ConstantGain(nn.Module):
+    """Each source is the mixture times a fixed gain: what overlap-add must reproduce."""
+
+    def __init__(self, gains=GAINS, channels: int = 2):
+        super().__init__()
+        self.channels = channels
+        self.gains = nn.Parameter(torch.tensor(gains).view(1, -1, 1, 1), requires_grad=False)
+        self.config = {"family": "test"}
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, time) -> (batch, sources, channels, time)."""
+        return mixture[:, None] * self.gains
+
+
+def expected_gain_output(mixture: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(GAINS).view(-1, 1, 1) * mixture[None]
+
+
+@pytest.mark.parametrize(
+    ("length", "segment", "overlap", "batch_size"),
+    [
+        (10_007, 1000, 0.25, 3),  # prime length: the last segment overlaps more
+        (9_000, 1000, 0.0, 4),  # no overlap, segments tile exactly
+        (12_345, 2048, 0.5, 1),
+        (700, 1000, 0.25, 4),  # shorter than one segment
+    ],
+)
+def test_overlap_add_of_constant_gain_net_reproduces_input_at_seams(
+    length, segment, overlap, batch_size
+):
+    mixture = torch.randn(2, length, generator=torch.Generator().manual_seed(0))
+    got = separate(ConstantGain(), mixture, segment, overlap, batch_size)
+    assert got.shape == (4, 2, length)
+    torch.testing.assert_close(got, expected_gain_output(mixture), rtol=1e-6, atol=1e-6)
+    # The seams themselves: every segment boundary, checked sample by sample.
+    for start in segment_starts(length, min(segment, length), overlap)[1:]:
+        seam = slice(start - 2, start + 2)
+        torch.testing.assert_close(got[..., seam], expected_gain_output(mixture)[..., seam])
+
+
+def test_segment_starts_cover_the_track_with_the_requested_hop():
+    starts = segment_starts(10_007, 1000, 0.25)
+    assert starts[:3] == [0, 750, 1500]
+    assert starts[-1] + 1000 == 10_007  # the last segment ends at the end, unpadded
+    assert all(b - a <= 750 for a, b in zip(starts, starts[1:], strict=False))
+
+
+class Stateful(nn.Module):
+    """A net whose output depends on its mode and batch composition: eval mode must be
+    set, and the result must not depend on how segments are batched."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 8, 9, padding=4)
+        self.dropout = nn.Dropout(0.5)
+
+    def forward(self, mixture):
+        """(batch, 2, time) -> (batch, 4, 2, time)."""
+        return self.dropout(self.conv(mixture)).view(mixture.shape[0], 4, 2, -1)
+
+
+def test_separate_runs_in_eval_mode_without_grad_and_ignores_batching():
+    net = Stateful().train()
+    mixture = torch.randn(2, 5000)
+    one = separate(net, mixture, segment=1024, batch_size=1)
+    many = separate(net, mixture, segment=1024, batch_size=5)
+    assert not net.training and not one.requires_grad
+    torch.testing.assert_close(one, many)
+
+
+def test_separate_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"\(channels, time\)"):
+        separate(ConstantGain(), torch.zeros(1, 2, 100), segment=10)
+    with pytest.raises(ValueError, match="overlap"):
+        separate(ConstantGain(), torch.zeros(2, 100), segment=10, overlap=1.0)
+
+
+# ---- checkpoints --------------------------------------------------------------------
+
+
+def tiny_net() -> nn.Module:
+    return build("wave-unet-m6", depth=2, filters=4)
+
+
+def write_checkpoint(path: Path, net: nn.Module, **hparams) -> Path:
+    """A checkpoint shaped like the ones Lightning writes for our modules."""
+    hyper_parameters = {"net_config": net.config, "sources": SOURCES, "sample_rate": 44100}
+    hyper_parameters.update(hparams)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"hyper_parameters": hyper_parameters, "state_dict": state}, path)
+    return path
+
+
+def test_load_separator_restores_net_weights_and_info(tmp_path):
+    net = tiny_net()
+    ckpt = write_checkpoint(tmp_path / "net.ckpt", net, segment=1.5)
+    loaded, info = load_separator(ckpt)
+    assert not loaded.training
+    assert info.sources == SOURCES and info.sample_rate == 44100
+    assert info.segment == 1.5 and info.channels == 2
+    for name, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "not found"),
+        (b"RIFF this is not a checkpoint", "not a readable PyTorch checkpoint"),
+        ({"state_dict": {}}, "not a checkpoint of this suite"),
+        ({"hyper_parameters": {"sources": SOURCES}, "state_dict": {}}, "net_config"),
+    ],
+)
+def test_load_separator_explains_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / "model.ckpt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(SeparationError, match=message):
+        load_separator(path)
+
+
+def test_load_separator_rejects_weights_of_another_net(tmp_path):
+    ckpt = write_checkpoint(tmp_path / "net.ckpt", tiny_net())
+    other = build("wave-unet-m6", depth=3, filters=4)
+    checkpoint = torch.load(ckpt, weights_only=False)
+    checkpoint["hyper_parameters"]["net_config"] = other.config
+    torch.save(checkpoint, ckpt)
+    with pytest.raises(SeparationError, match="does not rebuild"):
+        load_separator(ckpt)
+
+
+# ---- files ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gain_checkpoint(tmp_path, monkeypatch) -> Path:
+    """A checkpoint whose net is :class:`ConstantGain` (build is redirected to it)."""
+    monkeypatch.setattr(separate_module, "build", lambda config: ConstantGain())
+    return write_checkpoint(tmp_path / "gain.ckpt", ConstantGain(), segment=0.5)
+
+
+def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return np.stack([np.sin(2 * np.pi * 220 * (c + 1) * t) * 0.3 for c in range(channels)], 1)
+
+
+def test_separate_file_writes_one_wav_per_source_at_the_song_rate(tmp_path, gain_checkpoint):
+    song = tmp_path / "song.flac"
+    audio = tone(44100, 2.3, channels=2)
+    sf.write(song, audio, 44100)
+    paths = separate_file(gain_checkpoint, song, tmp_path / "out", overlap=0.25, batch_size=2)
+    assert sorted(paths) == sorted(SOURCES)
+    for source, gain in zip(SOURCES, GAINS, strict=True):
+        stem, rate = sf.read(paths[source], dtype="float32")
+        assert rate == 44100 and paths[source] == tmp_path / "out" / f"{source}.wav"
+        # FLAC is 16-bit: compare with what soundfile reads back of the song.
+        np.testing.assert_allclose(stem, gain * sf.read(song, dtype="float32")[0], atol=1e-6)
+
+
+def test_separate_file_resamples_and_keeps_a_mono_song_mono(tmp_path, gain_checkpoint):
+    song = tmp_path / "mono.wav"
+    audio = tone(22050, 1.7, channels=1)[:, 0]
+    sf.write(song, audio, 22050, subtype="FLOAT")
+    paths = separate_file(gain_checkpoint, song, tmp_path / "out")
+    stem, rate = sf.read(paths["other"], dtype="float32")
+    assert rate == 22050 and stem.shape == audio.shape
+    # 22.05 -> 44.1 -> 22.05 kHz of a 220 Hz tone is transparent away from the edges.
+    np.testing.assert_allclose(stem[500:-500], 2.0 * audio[500:-500], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "not found"),
+        (lambda p: p.write_text("not audio"), "could not read"),
+        (lambda p: sf.write(p, np.zeros((100, 3)), 44100), "3 channels"),
+    ],
+)
+def test_separate_file_explains_bad_audio(tmp_path, gain_checkpoint, make, message):
+    song = tmp_path / "bad.wav"
+    make(song)
+    with pytest.raises(SeparationError, match=message):
+        separate_file(gain_checkpoint, song, tmp_path / "out")
