@@ -43,3 +43,12 @@ lint: install ## ruff check and format check
 
 bench: install ## Side-by-side benchmarks printing ratios (BENCH="data bsseval train", QUICK=1)
 	$(BIN)/ablation bench $(BENCH) $(if $(QUICK),--quick)
+
+SWEEP ?= sweeps/depth_dimension.yaml
+sweep: install ## Train a sweep's grid: SWEEP=sweeps/x.yaml GPUS=0,1 COUNT=n ROOT=/path/musdb (online with W&B credentials, else offline)
+	$(BIN)/ablation sweep $(SWEEP) $(if $(GPUS),--gpus $(GPUS)) $(if $(COUNT),--count $(COUNT)) $(if $(ROOT),--root $(ROOT))
+
+demo: install ## The whole pipeline on a generated toy dataset, CPU, offline (ROOT=/path/musdb for real data)
+	WANDB_MODE=offline $(BIN)/ablation demo $(if $(ROOT),--root $(ROOT))
+
+.PHONY: sweep demo

@@ -60,17 +60,39 @@ def _sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--offline", action="store_true", help="never contact W&B")
     args = parser.parse_args(argv)
     try:
-        code = run_sweep(args.sweep, args.gpus, args.count, args.runs_dir, args.root,
-                         offline=True if args.offline else None)
+        code = run_sweep(
+            args.sweep,
+            args.gpus,
+            args.count,
+            args.runs_dir,
+            args.root,
+            offline=True if args.offline else None,
+        )
     except SweepError as err:
         raise SystemExit(f"error: {err}") from None
     raise SystemExit(code)
+
+
+def _demo(argv: Sequence[str]) -> None:
+    from ablation.demo import run_demo
+
+    parser = argparse.ArgumentParser(
+        prog="ablation demo",
+        description="Toy dataset, sweeps/demo.yaml offline, evaluation and comparison table.",
+    )
+    parser.add_argument("--root", default="data/toy", help="toy dataset (created if missing)")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--out", default="results/demo")
+    parser.add_argument("--jobs", type=int, default=None, help="evaluation processes")
+    args = parser.parse_args(argv)
+    run_demo(args.root, args.runs_dir, args.out, args.jobs)
 
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "toy-data": _toy_data,
     "bench": _bench,
     "sweep": _sweep,
+    "demo": _demo,
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 

@@ -39,16 +39,20 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise SweepError(f"sweep file {path} not found: expected a W&B sweep YAML, e.g. "
-                         f"sweeps/depth_dimension.yaml.")
+        raise SweepError(
+            f"sweep file {path} not found: expected a W&B sweep YAML, e.g. "
+            f"sweeps/depth_dimension.yaml."
+        )
     config = yaml.safe_load(path.read_text())
     violations = sweeps.schema_violations_from_proposed_config(config)
     if violations:
         raise SweepError(f"{path} is not a valid W&B sweep: {'; '.join(violations)}")
     nested = [k for k, v in config["parameters"].items() if "parameters" in v]
     if nested:
-        raise SweepError(f"{path}: nested parameters {nested} are mishandled by the sweep "
-                         f"engine; write them flat with dotted names (model.depth).")
+        raise SweepError(
+            f"{path}: nested parameters {nested} are mishandled by the sweep "
+            f"engine; write them flat with dotted names (model.depth)."
+        )
     return config
 
 
@@ -64,8 +68,11 @@ def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
         raise SweepError(f"offline sweeps need method 'grid', found {config.get('method')!r}.")
     runs: list[sweeps.SweepRun] = []
     while (proposal := sweeps.next_run(config, runs)) is not None:
-        runs.append(sweeps.SweepRun(name=f"run{len(runs)}", config=proposal.config,
-                                    state=sweeps.RunState.finished))
+        runs.append(
+            sweeps.SweepRun(
+                name=f"run{len(runs)}", config=proposal.config, state=sweeps.RunState.finished
+            )
+        )
     return [{k: v["value"] for k, v in run.config.items()} for run in runs]
 
 
@@ -74,10 +81,14 @@ def command(config: dict[str, Any], params: dict[str, Any]) -> list[str]:
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
     formats = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
-    macros = {"${env}": [], "${interpreter}": [sys.executable],
-              "${program}": [config.get("program", "")]}
-    macros.update({f"${{{name}}}": value for name, value in formats.items()
-                   if isinstance(value, list)})
+    macros = {
+        "${env}": [],
+        "${interpreter}": [sys.executable],
+        "${program}": [config.get("program", "")],
+    }
+    macros.update(
+        {f"${{{name}}}": value for name, value in formats.items() if isinstance(value, list)}
+    )
     template = config.get("command") or ["${env}", "${interpreter}", "${program}", "${args}"]
     return [part for item in template for part in macros.get(item, [item])]
 
@@ -97,8 +108,13 @@ class Outcome:
     failed: list[str] = field(default_factory=list)
 
 
-def run_offline(path: str | Path, gpus: list[str] | None = None, count: int | None = None,
-                runs_dir: str | Path = "runs", extra_args: list[str] | None = None) -> Outcome:
+def run_offline(
+    path: str | Path,
+    gpus: list[str] | None = None,
+    count: int | None = None,
+    runs_dir: str | Path = "runs",
+    extra_args: list[str] | None = None,
+) -> Outcome:
     """Run every cell of a grid sweep here, offline; see the module docstring.
 
     Args:
@@ -131,8 +147,13 @@ def run_offline(path: str | Path, gpus: list[str] | None = None, count: int | No
             return
         gpu = slots.get()
         try:
-            cmd = [*command(config, params), f"--run.sweep={name}", f"--run.dir={runs_dir}",
-                   f"--run.name={run_dir.name}", *(extra_args or [])]
+            cmd = [
+                *command(config, params),
+                f"--run.sweep={name}",
+                f"--run.dir={runs_dir}",
+                f"--run.name={run_dir.name}",
+                *(extra_args or []),
+            ]
             env = {**os.environ, "WANDB_MODE": "offline"}
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -150,31 +171,50 @@ def run_offline(path: str | Path, gpus: list[str] | None = None, count: int | No
         thread.start()
     for thread in threads:
         thread.join()
-    print(f"\nsweep {name}: {len(outcome.finished)} finished, {len(outcome.skipped)} skipped "
-          f"(done earlier), {len(outcome.failed)} failed {outcome.failed or ''}")
-    print(f"sync the offline W&B runs later with: wandb sync {runs_dir}/{name}/*/wandb/offline-run-*")
+    print(
+        f"\nsweep {name}: {len(outcome.finished)} finished, {len(outcome.skipped)} skipped "
+        f"(done earlier), {len(outcome.failed)} failed {outcome.failed or ''}"
+    )
+    print(
+        f"sync the offline W&B runs later with: wandb sync {runs_dir}/{name}/*/wandb/offline-run-*"
+    )
     return outcome
 
 
 AGENT_LINE = re.compile(r"wandb agent (\S+/\S+/\S+)")
 
 
-def run_online(path: str | Path, gpus: list[str] | None = None, count: int | None = None,
-               project: str | None = None, entity: str | None = None) -> str:
+def run_online(
+    path: str | Path,
+    gpus: list[str] | None = None,
+    count: int | None = None,
+    project: str | None = None,
+    entity: str | None = None,
+) -> str:
     """Create the sweep on W&B and run one agent per GPU; returns ``ENTITY/PROJECT/ID``."""
     wandb = shutil.which("wandb")
     if wandb is None:
         raise SweepError("the `wandb` command is not on PATH: run `make install` first.")
-    cmd = [wandb, "sweep", *(["--project", project] if project else []),
-           *(["--entity", entity] if entity else []), str(path)]
+    cmd = [
+        wandb,
+        "sweep",
+        *(["--project", project] if project else []),
+        *(["--entity", entity] if entity else []),
+        str(path),
+    ]
     created = subprocess.run(cmd, capture_output=True, text=True)
     match = AGENT_LINE.search(created.stdout + created.stderr)
     if created.returncode != 0 or match is None:
-        raise SweepError(f"`{' '.join(cmd)}` failed (exit code {created.returncode}):\n"
-                         f"{created.stderr.strip()}\nCheck `wandb login` and the YAML.")
+        raise SweepError(
+            f"`{' '.join(cmd)}` failed (exit code {created.returncode}):\n"
+            f"{created.stderr.strip()}\nCheck `wandb login` and the YAML."
+        )
     sweep_id = match.group(1)
-    print(f"sweep created. To add machines, run on each (in this repository, data in place):\n"
-          f"    wandb agent {sweep_id}\n", flush=True)
+    print(
+        f"sweep created. To add machines, run on each (in this repository, data in place):\n"
+        f"    wandb agent {sweep_id}\n",
+        flush=True,
+    )
     agents = []
     for gpu in gpus or [None]:
         env = dict(os.environ)
@@ -188,9 +228,14 @@ def run_online(path: str | Path, gpus: list[str] | None = None, count: int | Non
     return sweep_id
 
 
-def run_sweep(path: str | Path, gpus: list[str] | None = None, count: int | None = None,
-              runs_dir: str | Path = "runs", root: str | None = None,
-              offline: bool | None = None) -> int:
+def run_sweep(
+    path: str | Path,
+    gpus: list[str] | None = None,
+    count: int | None = None,
+    runs_dir: str | Path = "runs",
+    root: str | None = None,
+    offline: bool | None = None,
+) -> int:
     """``make sweep``: online when W&B credentials exist, else offline. Returns an exit code."""
     if root:
         os.environ["MUSDB_PATH"] = str(Path(root).resolve())  # read by MUSDBDataModule

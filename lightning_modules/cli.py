@@ -58,7 +58,9 @@ class AblationCLI(LightningCLI):
         parser.add_argument("--run.dir", default="runs", help="parent of all run folders")
         parser.add_argument("--run.sweep", default="adhoc", help="sweep or experiment name")
         parser.add_argument("--run.name", default=None, help="default: e.g. 1d-depth6-seed0")
-        parser.add_argument("--run.project", default=os.environ.get("WANDB_PROJECT", "unet-ablation"))
+        parser.add_argument(
+            "--run.project", default=os.environ.get("WANDB_PROJECT", "unet-ablation")
+        )
         parser.link_arguments("data.sources", "model.init_args.sources", apply_on="instantiate")
         for name in ("channels", "sample_rate", "segment"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}")
@@ -86,9 +88,14 @@ class AblationCLI(LightningCLI):
         # Under `wandb agent` the agent chose the run id; otherwise reuse ours on resume.
         run_id = None if "WANDB_SWEEP_ID" in os.environ else stored.get("id")
         return WandbLogger(
-            name=name, save_dir=str(run_dir), project=self.run_config.run.project,
-            group=f"{dimension}-depth{depth}", tags=[sweep, dimension, f"depth{depth}"],
-            id=run_id, resume="allow" if run_id else None, offline=not wandb_online(),
+            name=name,
+            save_dir=str(run_dir),
+            project=self.run_config.run.project,
+            group=f"{dimension}-depth{depth}",
+            tags=[sweep, dimension, f"depth{depth}"],
+            id=run_id,
+            resume="allow" if run_id else None,
+            offline=not wandb_online(),
         )
 
     def instantiate_trainer(self, **kwargs):
@@ -96,13 +103,19 @@ class AblationCLI(LightningCLI):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
         checkpoint = ModelCheckpoint(
-            dirpath=self.run_dir / "checkpoints", filename="best-epoch{epoch}-step{step}",
-            auto_insert_metric_name=False, monitor=MONITOR, mode=MONITOR_MODE, save_last=True,
+            dirpath=self.run_dir / "checkpoints",
+            filename="best-epoch{epoch}-step{step}",
+            auto_insert_metric_name=False,
+            monitor=MONITOR,
+            mode=MONITOR_MODE,
+            save_last=True,
         )
         kwargs.update(
             default_root_dir=str(self.run_dir),
-            logger=[self._wandb_logger(self.run_dir, name, sweep),
-                    CSVLogger(str(self.run_dir), name="", version="")],
+            logger=[
+                self._wandb_logger(self.run_dir, name, sweep),
+                CSVLogger(str(self.run_dir), name="", version=""),
+            ],
             callbacks=[*configured, checkpoint, RunRecord(self.run_dir, name, sweep)],
         )
         return super().instantiate_trainer(**kwargs)

@@ -63,9 +63,16 @@ class RunRecord(Callback):
         if logger is not None:
             run = logger.experiment
             run.config.update(config, allow_val_change=True)
-            write_json(self.run_dir / WANDB_RUN,
-                       {"id": run.id, "project": run.project, "entity": run.entity,
-                        "name": self.name, "offline": bool(run.offline)})
+            write_json(
+                self.run_dir / WANDB_RUN,
+                {
+                    "id": run.id,
+                    "project": run.project,
+                    "entity": run.entity,
+                    "name": self.name,
+                    "offline": bool(run.offline),
+                },
+            )
 
     def summary(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
@@ -86,7 +93,8 @@ class RunRecord(Callback):
             "train_seconds": timer.time_elapsed("train") if timer else None,
             "budget_seconds": timer._duration if timer else None,  # noqa: SLF001 (no public getter)
             "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30
-            if torch.cuda.is_available() else 0.0,
+            if torch.cuda.is_available()
+            else 0.0,
         }
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -19,8 +19,9 @@ from ablation.runs import expand_cell, is_done, model_variants, parse_cell, run_
 from ablation.sweep import SweepError, cell_run_dir, command, grid, load_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEP_FILES = sorted(p for p in (REPO / "sweeps").glob("*.yaml")
-                     if "method" in yaml.safe_load(p.read_text()))
+SWEEP_FILES = sorted(
+    p for p in (REPO / "sweeps").glob("*.yaml") if "method" in yaml.safe_load(p.read_text())
+)
 TINY = dict(model_filters=4, budget="00:00:00:06")
 
 
@@ -43,7 +44,9 @@ def test_sweep_yaml_is_valid_and_expands_to_its_grid(path):
     cells = grid(config)
     expected = independent_grid(config)
     assert sorted(map(json.dumps, cells)) == sorted(map(json.dumps, expected))
-    assert all("." not in k or "parameters" not in config["parameters"][k] for k in config["parameters"])
+    assert all(
+        "." not in k or "parameters" not in config["parameters"][k] for k in config["parameters"]
+    )
     # every run names the same seed and the same budget (the fairness rule)
     assert len({c["seed_everything"] for c in cells}) == 1
     assert len({c["trainer.max_time"] for c in cells}) == 1
@@ -52,7 +55,8 @@ def test_sweep_yaml_is_valid_and_expands_to_its_grid(path):
 def test_main_grid_cells_and_budget():
     cells = grid(load_sweep(REPO / "sweeps" / "depth_dimension.yaml"))
     assert sorted(parse_cell(c["cell"]) for c in cells) == sorted(
-        [("1d", d) for d in (3, 6, 9, 12)] + [("2d", d) for d in (2, 3, 4, 5, 6)])
+        [("1d", d) for d in (3, 6, 9, 12)] + [("2d", d) for d in (2, 3, 4, 5, 6)]
+    )
     assert {c["trainer.max_time"] for c in cells} == {"00:03:00:00"}
 
 
@@ -86,17 +90,26 @@ def test_bad_sweep_files(tmp_path):
     with pytest.raises(SweepError, match="not a valid W&B sweep"):
         load_sweep(bad)
     nested = tmp_path / "nested.yaml"
-    nested.write_text("method: grid\nparameters:\n  model:\n    parameters:\n      depth: {value: 3}\n")
+    nested.write_text(
+        "method: grid\nparameters:\n  model:\n    parameters:\n      depth: {value: 3}\n"
+    )
     with pytest.raises(SweepError, match="flat with dotted names"):
         load_sweep(nested)
 
 
 def test_cells_and_names():
     assert expand_cell(["fit", "--config", "b.yaml", "--model.lr=1", "--cell=2d-depth4"]) == [
-        "fit", "--config", "b.yaml", "--model=lightning_modules.SpecUNetModule",
-        "--model.depth=4", "--model.lr=1"]
-    assert run_name("2d", 5, 0, model_variants(["--model.input_mode=complex", "--model.filters=8"])) \
+        "fit",
+        "--config",
+        "b.yaml",
+        "--model=lightning_modules.SpecUNetModule",
+        "--model.depth=4",
+        "--model.lr=1",
+    ]
+    assert (
+        run_name("2d", 5, 0, model_variants(["--model.input_mode=complex", "--model.filters=8"]))
         == "2d-depth5-complex-filters8-seed0"
+    )
     with pytest.raises(ValueError, match="expected '<1d|2d>-depth<N>'"):
         parse_cell("3d-depth2")
 
@@ -104,14 +117,33 @@ def test_cells_and_names():
 # ---- running sweeps offline ----------------------------------------------------------
 def tiny_sweep(tmp_path: Path, cells: list[str], budget: str = TINY["budget"]) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "tiny", "program": "ablation", "method": "grid",
-        "metric": {"name": MONITOR, "goal": "maximize"},
-        "command": ["${env}", "${interpreter}", "-m", "ablation", "fit", "--config",
-                    str(REPO / "sweeps" / "demo_base.yaml"), "--run.sweep=tiny", "${args}"],
-        "parameters": {"cell": {"values": cells}, "model.filters": {"value": 4},
-                       "seed_everything": {"value": 0}, "trainer.max_time": {"value": budget}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "program": "ablation",
+                "method": "grid",
+                "metric": {"name": MONITOR, "goal": "maximize"},
+                "command": [
+                    "${env}",
+                    "${interpreter}",
+                    "-m",
+                    "ablation",
+                    "fit",
+                    "--config",
+                    str(REPO / "sweeps" / "demo_base.yaml"),
+                    "--run.sweep=tiny",
+                    "${args}",
+                ],
+                "parameters": {
+                    "cell": {"values": cells},
+                    "model.filters": {"value": 4},
+                    "seed_everything": {"value": 0},
+                    "trainer.max_time": {"value": budget},
+                },
+            }
+        )
+    )
     return path
 
 
@@ -146,10 +178,23 @@ def test_interrupted_cell_resumes_within_its_budget(sweep_env, tmp_path):
     path = tiny_sweep(tmp_path, ["1d-depth2"], budget=f"00:00:00:{budget}")
     runs = tmp_path / "runs"
     run = runs / "tiny" / "1d-depth2-filters4-seed0"
-    argv = [sys.executable, "-m", "ablation", "sweep", str(path), "--offline",
-            f"--runs-dir={runs}", f"--root={sweep_env}"]
-    process = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ})
+    argv = [
+        sys.executable,
+        "-m",
+        "ablation",
+        "sweep",
+        str(path),
+        "--offline",
+        f"--runs-dir={runs}",
+        f"--root={sweep_env}",
+    ]
+    process = subprocess.Popen(
+        argv,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
+    )
     deadline = time.time() + 240
     while not (run / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
         time.sleep(0.5)
@@ -197,7 +242,9 @@ def test_online_sweep_creates_sweep_and_one_agent_per_gpu(tmp_path, monkeypatch,
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert calls[0]["argv"] == ["sweep", str(sweep_file)]
     agents = sorted((c["gpu"], c["argv"]) for c in calls[1:])
-    assert agents == [("0", ["agent", "--count", "3", "me/unet-ablation/abc123"]),
-                      ("1", ["agent", "--count", "3", "me/unet-ablation/abc123"])]
+    assert agents == [
+        ("0", ["agent", "--count", "3", "me/unet-ablation/abc123"]),
+        ("1", ["agent", "--count", "3", "me/unet-ablation/abc123"]),
+    ]
     assert "wandb agent me/unet-ablation/abc123" in capfd.readouterr().out
     assert os.environ["MUSDB_PATH"] == str(tmp_path.resolve())
