@@ -231,7 +231,8 @@ def test_online_sweep_creates_sweep_and_one_agent_per_gpu(tmp_path, monkeypatch,
         f"open({str(log)!r}, 'a').write(json.dumps({{'argv': sys.argv[1:], "
         f"'gpu': os.environ.get('CUDA_VISIBLE_DEVICES')}}) + '\\n')\n"
         "if sys.argv[1] == 'sweep':\n"
-        "    print('wandb: Run sweep agent with: wandb agent me/unet-ablation/abc123', file=sys.stderr)\n"
+        "    line = 'wandb: Run sweep agent with: wandb agent me/unet-ablation/abc123'\n"
+        "    print(line, file=sys.stderr)\n"
     )
     stub.chmod(0o755)
     monkeypatch.setenv("PATH", f"{stub.parent}{os.pathsep}{os.environ['PATH']}")
