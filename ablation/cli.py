@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def _toy_data(argv: Sequence[str]) -> None:
@@ -88,11 +89,43 @@ def _demo(argv: Sequence[str]) -> None:
     run_demo(args.root, args.runs_dir, args.out, args.jobs)
 
 
+def _separate(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="ablation separate",
+        description="Separate whole songs with a checkpoint (overlap-add); one wav per source.",
+    )
+    parser.add_argument("songs", nargs="+", help="audio files soundfile reads (wav, flac, ...)")
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by `ablation fit`")
+    parser.add_argument("--out", default=None, help="folder (default: separated/<song>/)")
+    parser.add_argument("--segment", type=float, default=None, help="seconds (default: training)")
+    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    args = parser.parse_args(argv)
+    import torch
+
+    from ablation.separate import SeparationError, separate_file
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for song in args.songs:
+        out = args.out
+        if out is not None and len(args.songs) > 1:
+            out = f"{args.out}/{Path(song).stem}"
+        try:
+            paths = separate_file(
+                args.ckpt, song, out, args.segment, args.overlap, args.batch_size, device
+            )
+        except SeparationError as err:
+            raise SystemExit(f"error: {err}") from None
+        print(f"{song}: " + ", ".join(str(p) for p in paths.values()))
+
+
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "toy-data": _toy_data,
     "bench": _bench,
     "sweep": _sweep,
     "demo": _demo,
+    "separate": _separate,
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
