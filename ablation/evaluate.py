@@ -38,8 +38,9 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from ablation.constants import SAMPLE_RATE, SOURCES
+from ablation.constants import SAMPLE_RATE, SOURCES, TARGET_SETS
 
 BASELINES = ("mixture", "oracle-irm")
 BACKENDS = ("torch", "museval")
@@ -70,9 +71,6 @@ MUSDB_CHANNELS = 2
 COMPLEMENT = "rest"
 
 MANIFEST = "evaluation.json"
-# Written by the sweep runner into a run folder: JSON {"id", "project", "entity"}, or
-# plain text with the id on the first line and the project on the second.
-WANDB_RUN_ID_FILE = "wandb_run_id"
 DEFAULT_WANDB_PROJECT = "unet-ablation"
 
 
@@ -332,6 +330,7 @@ def score_group(
             track_name,
             win=int(WIN_SECONDS * plan.sample_rate),
             hop=int(HOP_SECONDS * plan.sample_rate),
+            rate=plan.sample_rate,
             backend=plan.metrics,
             device=plan.device,
         )
@@ -365,11 +364,27 @@ def score_track_file(plan: Plan, name: str) -> dict[str, Any]:
     Returns:
         ``{"track", "seconds" (of audio), "wall" (seconds spent), "silent"}``.
     """
-    from museval import TrackStore
-
     start = time.perf_counter()
     track = _track(plan, name)
     _check_rate(plan, track)
+    try:
+        store, mixture, silent = _score(plan, track)
+    finally:
+        for source in track.sources.values():
+            source.audio = None  # drop the decoded audio: the track object stays cached
+    write_atomic(plan.track_file(name), store.json)
+    return {
+        "track": name,
+        "seconds": len(mixture) / plan.sample_rate,
+        "wall": time.perf_counter() - start,
+        "silent": silent,
+    }
+
+
+def _score(plan: Plan, track: Any) -> tuple[Any, np.ndarray, list[str]]:
+    from museval import TrackStore
+
+    name = track.name
     mixture = load_track(track, plan.is_wav)
     estimates = estimate(plan, track, mixture)
     single = plan.sources[0] if len(plan.sources) == 1 else None
@@ -390,13 +405,7 @@ def score_track_file(plan: Plan, name: str) -> dict[str, Any]:
         silent=silent,
     )
     store.validate()
-    write_atomic(plan.track_file(name), store.json)
-    return {
-        "track": name,
-        "seconds": len(mixture) / plan.sample_rate,
-        "wall": time.perf_counter() - start,
-        "silent": silent,
-    }
+    return store, mixture, silent
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -430,15 +439,36 @@ def read_track_file(path: Path, targets: Sequence[str]) -> dict | None:
 # ---------------------------------------------------------------- running all tracks
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+def _limit_blas_threads() -> Any:
     try:
         from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it BLAS keeps its own thread count
+        return None
+    return threadpool_limits(1)
 
-        # Kept referenced for the life of the worker: the limit lasts as long as the object.
-        _WORKER_CACHE["blas_limit"] = threadpool_limits(threads)
-    except ImportError:
-        pass
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Compute with one torch and one BLAS thread, then restore the counts.
+
+    Every track is computed the same way in any process, so a parallel run
+    writes exactly the files of a serial one; parallelism is across tracks.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    limit = _limit_blas_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if limit is not None:
+            limit.restore_original_limits()
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    # Kept referenced for the life of the worker: the BLAS limit lasts as long as the object.
+    _WORKER_CACHE["blas_limit"] = _limit_blas_threads()
 
 
 def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> list[str]:
@@ -466,16 +496,16 @@ def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> l
         bar.update()
 
     if jobs == 1:
-        for name in names:
-            try:
-                done(name, score_track_file(plan, name), None)
-            except (EvaluationError, ValueError, RuntimeError, OSError) as error:
-                done(name, None, error)
+        with single_threaded():
+            for name in names:
+                try:
+                    done(name, score_track_file(plan, name), None)
+                except (EvaluationError, ValueError, RuntimeError, OSError) as error:
+                    done(name, None, error)
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
         # spawn, not fork: CUDA and OpenMP state do not survive a fork.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, context, _init_worker, (threads,)) as pool:
+        with ProcessPoolExecutor(jobs, context, _init_worker) as pool:
             futures = {pool.submit(score_track_file, plan, n): n for n in names}
             for future in as_completed(futures):
                 error = future.exception()
@@ -512,13 +542,37 @@ def _checkpoint_targets(ckpt: Path, device: str) -> tuple[tuple[str, ...], int, 
     return info.sources, info.sample_rate, round(info.segment * info.sample_rate)
 
 
-def default_out(ckpt: str | None, baseline: str | None, subset: str) -> Path:
+def default_out(
+    ckpt: str | None, baseline: str | None, subset: str, targets: Sequence[str] | None = None
+) -> Path:
     """Beside the checkpoint (``<stem>-eval-<subset>``, ``<baseline>-eval-<subset>`` for
-    a baseline on a checkpoint's targets), or ``results/baselines/<baseline>-<subset>``."""
+    a baseline on a checkpoint's targets), or ``results/baselines/<baseline>-<subset>``
+    (``<baseline>-<targets>-<subset>`` for chosen targets)."""
     if ckpt is not None:
         path = Path(ckpt)
         return path.with_name(f"{baseline or path.stem}-eval-{subset}")
-    return Path("results") / "baselines" / f"{baseline}-{subset}"
+    chosen = "".join(f"-{t}" for t in targets or ())
+    return Path("results") / "baselines" / f"{baseline}{chosen}-{subset}"
+
+
+def _baseline_targets(
+    targets: str | Sequence[str] | None, baseline: str | None
+) -> tuple[str, ...] | None:
+    if targets is None:
+        return None
+    if baseline is None:
+        raise EvaluationError(
+            "targets choose what a baseline estimates; a checkpoint is evaluated on its own "
+            "sources. Drop the targets, or pass a baseline."
+        )
+    if isinstance(targets, str):
+        if targets not in TARGET_SETS:
+            raise EvaluationError(
+                f"unknown target set {targets!r}: expected one of {sorted(TARGET_SETS)} or a "
+                f"list of target names."
+            )
+        targets = TARGET_SETS[targets]
+    return tuple(targets)
 
 
 def _manifest(plan: Plan, ckpt_digest: str | None, tracks: Sequence[str]) -> dict:
@@ -572,6 +626,7 @@ def prepare(
     baseline: str | None,
     metrics: str,
     device: str,
+    targets: str | Sequence[str] | None = None,
 ) -> tuple[Plan, list[str]]:
     """Check the request and the data, claim the output folder, return the plan and tracks."""
     from datamodules.layout import detect_is_wav, list_tracks, require_ffmpeg
@@ -585,6 +640,7 @@ def prepare(
             "nothing to evaluate: pass a checkpoint (CKPT=path) or a baseline "
             f"(BASELINE={'|'.join(BASELINES)})."
         )
+    chosen = _baseline_targets(targets, baseline)
     is_wav = detect_is_wav(root)
     tracks = list_tracks(root, subset, is_wav)
     require_ffmpeg(tracks)
@@ -593,11 +649,12 @@ def prepare(
         ckpt = str(Path(ckpt).resolve())
         sources, rate, segment = _checkpoint_targets(Path(ckpt), device)
         digest = _file_digest(Path(ckpt))
+    sources = chosen or sources
     plan = Plan(
         root=str(Path(root).resolve()),
         is_wav=is_wav,
         subset=subset,
-        out=str(Path(out or default_out(ckpt, baseline, subset)).resolve()),
+        out=str(Path(out or default_out(ckpt, baseline, subset, chosen)).resolve()),
         ckpt=ckpt,
         baseline=baseline,
         sources=tuple(sources),
@@ -779,6 +836,13 @@ def write_results(plan: Plan, results: Results, names: Sequence[str]) -> None:
 # ---------------------------------------------------------------- W&B
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 @dataclass(frozen=True)
 class WandbRun:
     """Where a checkpoint's training run logged: its id, project, entity and folder."""
@@ -789,31 +853,25 @@ class WandbRun:
     folder: Path | None
 
 
-def _read_run_id_file(path: Path) -> tuple[str | None, str | None, str | None]:
-    text = path.read_text().strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        lines = text.splitlines()
-        return lines[0].strip() or None, (lines[1].strip() if len(lines) > 1 else None), None
-    return data.get("id"), data.get("project"), data.get("entity")
-
-
 def find_wandb_run(ckpt: str | None) -> WandbRun:
     """Find the W&B run that produced ``ckpt``.
 
-    Looks in the checkpoint's folder and up to two folders above it for a
-    ``wandb_run_id`` file, else for a ``wandb/`` folder of (offline) run
+    Looks in the checkpoint's folder and up to two folders above it for the
+    run folder's ``wandb_run.json`` (``{"id", "project", "entity"}``, written at
+    the start of training), else for a ``wandb/`` folder of (offline) run
     directories, whose names end in the run id.
     """
+    from ablation.runs import WANDB_RUN
+
     project = os.environ.get("WANDB_PROJECT", DEFAULT_WANDB_PROJECT)
     if ckpt is None:
         return WandbRun(None, project, None, None)
     for folder in list(Path(ckpt).resolve().parents)[:3]:
-        id_file = folder / WANDB_RUN_ID_FILE
-        if id_file.is_file():
-            run_id, run_project, entity = _read_run_id_file(id_file)
-            return WandbRun(run_id, run_project or project, entity, folder)
+        stored = _read_json(folder / WANDB_RUN)
+        if stored.get("id"):
+            return WandbRun(
+                stored["id"], stored.get("project") or project, stored.get("entity"), folder
+            )
         runs = sorted((folder / "wandb").glob("*run-*-*")) if (folder / "wandb").is_dir() else []
         runs = [r for r in runs if r.is_dir() and not r.is_symlink()]
         if runs:
@@ -840,13 +898,18 @@ def log_to_wandb(plan: Plan, results: Results) -> str | None:
     """
     import wandb
 
+    from ablation.wandb_mode import wandb_online
+
     found = find_wandb_run(None if plan.baseline else plan.ckpt)
     prefix = "test" if plan.subset == "test" else f"eval_{plan.subset}"
+    # Without credentials the run is written offline, to be synced later (`wandb sync`).
+    mode = "disabled" if os.environ.get("WANDB_MODE") == "disabled" else "offline"
     init: dict[str, Any] = {
         "project": found.project,
         "entity": found.entity,
         "job_type": "eval",
         "dir": os.environ.get("WANDB_DIR") or str(found.folder or plan.out),
+        "mode": None if wandb_online() else mode,
     }
     if found.id:
         init.update(id=found.id, resume="allow")
@@ -886,6 +949,7 @@ def evaluate_checkpoint(
     device: str | None = None,
     wandb_log: bool = True,
     progress: bool = True,
+    targets: str | Sequence[str] | None = None,
 ) -> Path:
     """Evaluate a checkpoint or a baseline on a MUSDB18 subset with museval's v4 protocol.
 
@@ -902,6 +966,8 @@ def evaluate_checkpoint(
         device: ``cuda`` when available, else ``cpu``; used to separate and score.
         wandb_log: log to W&B (a failure there only warns: the files are complete).
         progress: show a progress bar over tracks.
+        targets: a baseline's targets, a name of ``TARGET_SETS`` (``"2stems"``) or
+            names; default the checkpoint's sources, else the four stems.
 
     Returns:
         The output folder.
@@ -912,7 +978,8 @@ def evaluate_checkpoint(
         DataError: on a root without the subset or in neither MUSDB18 layout.
     """
     device = _default_device(device)
-    plan, names = prepare(ckpt, root, subset, out, baseline, metrics, device)
+    _WORKER_CACHE.clear()  # a serial run reuses this process: forget earlier datasets
+    plan, names = prepare(ckpt, root, subset, out, baseline, metrics, device, targets)
     targets = scored_targets(plan.groups)
     pending = [n for n in names if read_track_file(plan.track_file(n), targets) is None]
     if pending:
