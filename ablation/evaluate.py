@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from ablation.constants import SAMPLE_RATE, SOURCES, TARGET_SETS
 
-BASELINES = ("mixture", "oracle-irm")
+BASELINES = ("mixture", "gain", "oracle-irm")
 BACKENDS = ("torch", "museval")
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 # SiSEC 2018 / museval v4 framing, in seconds.
@@ -230,6 +230,22 @@ def oracle_irm(mixture: np.ndarray, refs: dict[str, np.ndarray]) -> dict[str, np
         }
 
 
+def oracle_gain(mixture: np.ndarray, refs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Best constant gain per target: ``(<s_j, x> / <x, x>) x``, the least-squares scaling
+    of the mixture ``x``. SDR is not scale-invariant, so a net that only turns the volume
+    down reaches this floor without separating anything.
+
+    Args:
+        mixture: ``(samples, channels)``.
+        refs: target name -> ``(samples, channels)``.
+
+    Returns:
+        target name -> ``(samples, channels)``.
+    """
+    energy = max(float(np.sum(mixture * mixture)), np.finfo(float).tiny)
+    return {name: float(np.sum(ref * mixture)) / energy * mixture for name, ref in refs.items()}
+
+
 _WORKER_CACHE: dict[tuple, Any] = {}
 
 
@@ -265,10 +281,12 @@ def estimate(plan: Plan, track: Any, mixture: np.ndarray) -> dict[str, np.ndarra
     needed = [name for group in plan.groups for name in group.together]
     if plan.baseline == "mixture":
         return dict.fromkeys(needed, mixture)
-    if plan.baseline == "oracle-irm":
+    if plan.baseline in ("gain", "oracle-irm"):
         partition = plan.groups[0].together
         single = plan.sources[0] if len(plan.sources) == 1 else None
-        estimates = oracle_irm(mixture, references(track, partition, single))
+        refs = references(track, partition, single)
+        oracle = oracle_gain if plan.baseline == "gain" else oracle_irm
+        estimates = oracle(mixture, refs)
     else:
         estimates = _separate(plan, mixture)
     for name in dict.fromkeys(needed):
@@ -533,7 +551,7 @@ def _checkpoint_targets(ckpt: Path, device: str) -> tuple[tuple[str, ...], int, 
     try:
         _, info = _separator(str(ckpt), device)
     except SeparationError as error:
-        raise EvaluationError(f"{error} (or pass BASELINE=mixture|oracle-irm)") from error
+        raise EvaluationError(f"{error} (or pass BASELINE={'|'.join(BASELINES)})") from error
     if info.channels != MUSDB_CHANNELS:
         raise EvaluationError(
             f"{ckpt} separates {info.channels}-channel audio, MUSDB18 is stereo: BSS Eval "
@@ -958,9 +976,11 @@ def evaluate_checkpoint(
         root: MUSDB18 root in either form (detected).
         subset: ``test`` (SiSEC) or ``train``.
         out: output folder; default :func:`default_out`.
-        baseline: ``mixture`` (every estimate is the mixture: the floor) or
-            ``oracle-irm`` (ideal ratio mask on the 2-D family's STFT: the ceiling
-            of a masking net); with ``ckpt`` too, on the checkpoint's targets.
+        baseline: ``mixture`` (every estimate is the mixture: the floor), ``gain``
+            (the best constant gain of the mixture per target and track, the floor
+            of a net that does not separate) or ``oracle-irm`` (ideal ratio mask on
+            the 2-D family's STFT: the ceiling of a masking net); with ``ckpt`` too,
+            on the checkpoint's targets.
         jobs: worker processes, one track each at a time; default all cores.
         metrics: BSS Eval backend, ``torch`` (ablation.bsseval) or ``museval``.
         device: ``cuda`` when available, else ``cpu``; used to separate and score.

@@ -65,11 +65,10 @@ def write_checkpoint(path: Path, seed: int = 0, epoch: int = 0, step: int = 3) -
 
 
 def evaluate_pair(root: Path, out: Path, **options) -> Path:
-    """The mixture baseline on the (vocals, accompaniment) pair: the cheapest scoring."""
-    options = {"jobs": 1, "wandb_log": False, "progress": False} | options
-    return evaluate_checkpoint(
-        None, str(root), baseline="mixture", targets="2stems", out=str(out), **options
-    )
+    """A baseline (the mixture unless told) on the (vocals, accompaniment) pair: the
+    cheapest scoring."""
+    options = {"baseline": "mixture", "jobs": 1, "wandb_log": False, "progress": False} | options
+    return evaluate_checkpoint(None, str(root), targets="2stems", out=str(out), **options)
 
 
 @pytest.fixture(scope="module")
@@ -168,15 +167,19 @@ def test_mixture_baseline_equals_museval_on_the_mixture(mixture_eval, toy):
         assert_frames_match(ours[target], frames(pair.json)[target])
 
 
+@pytest.fixture(scope="module")
+def four_stem_mixture_eval(toy1, tmp_path_factory) -> Path:
+    """The four-stem mixture baseline on one toy track (slow tests only)."""
+    out = tmp_path_factory.mktemp("eval") / "four"
+    return evaluate_checkpoint(None, str(toy1), baseline="mixture", out=str(out), wandb_log=False)
+
+
 @pytest.mark.slow
-def test_four_stem_mixture_baseline_equals_museval_on_the_mixture(toy1, tmp_path):
-    out = evaluate_checkpoint(
-        None, str(toy1), baseline="mixture", out=str(tmp_path / "o"), jobs=1, wandb_log=False
-    )
+def test_four_stem_mixture_baseline_equals_museval_on_the_mixture(four_stem_mixture_eval, toy1):
     track = toy_track(toy1)
     four = museval.eval_mus_track(track, dict.fromkeys(FOUR, track.audio))
     pair = museval.eval_mus_track(track, dict.fromkeys(PAIR, track.audio))
-    ours = frames(track_json(out, track.name))
+    ours = frames(track_json(four_stem_mixture_eval, track.name))
     for target in FOUR:
         assert_frames_match(ours[target], frames(four.json)[target])
     assert_frames_match(ours["accompaniment"], frames(pair.json)["accompaniment"])
@@ -307,13 +310,43 @@ def test_oracle_irm_masks_sum_to_the_mixture_and_isolate_a_lone_source():
     assert np.abs(alone["bass"]).max() == 0
 
 
-@pytest.mark.slow
-def test_oracle_irm_beats_the_mixture_on_every_target(mixture_eval, toy, tmp_path):
+def test_oracle_irm_beats_the_mixture(mixture_eval, toy, tmp_path):
     out = evaluate_checkpoint(
-        None, str(toy), baseline="oracle-irm", out=str(tmp_path / "irm"), jobs=1, wandb_log=False
-    )
+        None, str(toy), baseline="oracle-irm", targets="2stems", out=str(tmp_path / "irm"),
+        jobs=1, wandb_log=False, progress=False,
+    )  # fmt: skip
     irm = json.loads((out / "summary.json").read_text())
     floor = json.loads((mixture_eval / "summary.json").read_text())
+    for target in PAIR:
+        assert irm[target]["SDR"] > floor[target]["SDR"] + 3, target
+        assert irm[target]["MSE"] < floor[target]["MSE"], target
+
+
+def test_gain_baseline_mse_is_the_least_squares_scaling(mixture_eval, toy, tmp_path):
+    out = evaluate_pair(toy, tmp_path / "gain", baseline="gain")
+    summary = json.loads((out / "summary.json").read_text())
+    floor = json.loads((mixture_eval / "summary.json").read_text())
+    for target in PAIR:
+        squared, count = 0.0, 0
+        for folder in sorted((toy / "test").iterdir()):
+            mix = sf.read(folder / "mixture.wav", always_2d=True)[0]
+            ref = stem(folder, target)
+            gain = np.sum(ref * mix) / np.sum(mix * mix)
+            squared += np.sum((gain * mix - ref) ** 2)
+            count += mix.size
+        assert summary[target]["MSE"] == pytest.approx(squared / count, rel=1e-9)
+        assert summary[target]["MSE"] < floor[target]["MSE"]
+
+
+@pytest.mark.slow
+def test_four_stem_oracle_irm_beats_the_mixture_on_every_target(
+    four_stem_mixture_eval, toy1, tmp_path
+):
+    out = evaluate_checkpoint(
+        None, str(toy1), baseline="oracle-irm", out=str(tmp_path / "irm"), jobs=1, wandb_log=False
+    )
+    irm = json.loads((out / "summary.json").read_text())
+    floor = json.loads((four_stem_mixture_eval / "summary.json").read_text())
     for target in (*FOUR, "accompaniment"):
         assert irm[target]["SDR"] > floor[target]["SDR"] + 3, target
         assert irm[target]["MSE"] < floor[target]["MSE"], target
