@@ -558,8 +558,9 @@ def _significance_markdown(pairs: pd.DataFrame) -> str:
     if pairs.empty:
         return "Fewer than two evaluated configurations: nothing to compare."
     wide = pairs.pivot_table(index=["a", "b"], columns="target", values="p", sort=False)
-    wide.index = [f"{a} vs {b}" for a, b in wide.index]
-    wide.index.name = "pair (p-value)"
+    tracks = pairs.groupby(["a", "b"], sort=False).tracks.max()
+    wide.index = [f"{a} vs {b} (n={tracks[a, b]})" for a, b in wide.index]
+    wide.index.name = "pair: p-value over n paired tracks"
     return markdown_table(wide[[t for t in TARGET_ORDER if t in wide] or list(wide)], digits=4)
 
 

@@ -170,7 +170,7 @@ def test_wilcoxon_p_values_pair_tracks_with_seeds_averaged(report):
         expected = wilcoxon(depth2, SDR["1d-depth3-seed0"][:, i]).pvalue
         (p,) = pairs[pairs.target == target].p
         assert p == pytest.approx(expected)
-    assert "1d depth2 vs 1d depth3" in path.read_text()
+    assert "1d depth2 vs 1d depth3 (n=8)" in path.read_text()
 
 
 def test_a_run_without_evaluation_is_listed_with_the_command_to_run(tmp_path):
@@ -185,3 +185,49 @@ def test_missing_folders_are_explained(tmp_path):
         build_report([tmp_path / "nowhere"], tmp_path / "out", "x", wandb_log=False)
     with pytest.raises(ReportError, match="no folders given"):
         build_report([], tmp_path / "out", "x", wandb_log=False)
+
+
+@pytest.mark.slow
+def test_report_of_a_real_tiny_sweep(toy_root, tmp_path, monkeypatch):
+    """Two cells trained by the sweep runner, evaluated with SiSEC's protocol, reported."""
+    from ablation.evaluate import evaluate_checkpoint
+    from ablation.sweep import run_sweep
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("ABLATION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(repo)
+    base = str(repo / "sweeps" / "demo_base.yaml")
+    sweep = {
+        "name": "tiny",
+        "program": "ablation",
+        "method": "grid",
+        "command": ["${env}", "${interpreter}", "-m", "ablation", "fit", "--config", base,
+                    "--run.sweep=tiny", "${args}"],
+        "parameters": {
+            "cell": {"values": ["1d-depth2", "1d-depth3"]},
+            "model.filters": {"value": 4},
+            "seed_everything": {"value": 0},
+            "trainer.max_time": {"value": "00:00:00:06"},
+        },
+    }  # fmt: skip
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(sweep))
+    runs = tmp_path / "runs"
+    assert run_sweep(tmp_path / "tiny.yaml", runs_dir=runs, root=str(toy_root), offline=True) == 0
+    folders = sorted((runs / "tiny").iterdir())
+    for folder in folders:
+        ckpt = folder / "checkpoints" / "last.ckpt"
+        evaluate_checkpoint(str(ckpt), str(toy_root), jobs=1, wandb_log=False, progress=False)
+    baseline = evaluate_checkpoint(
+        None, str(toy_root), baseline="mixture", out=str(tmp_path / "mixture"), wandb_log=False
+    )
+    report = build_report([*folders, baseline], tmp_path / "report", "tiny", wandb_log=False)
+    table = pd.read_csv(report.parent / "runs.csv").set_index("run")
+    assert len(table) == 3
+    for folder in folders:
+        row = table.loc[folder.name]
+        assert row["steps"] > 0 and row["parameters"] > 0 and np.isfinite(row["val loss"])
+        assert np.isfinite(row["test SDR vocals"]) and np.isfinite(row["test MSE vocals"])
+    assert list(table.configuration[:2]) == ["1d depth2", "1d depth3"]
+    for name in ["val_loss", "sdr_boxplot", "sdr_vs_depth", "sdr_vs_compute"]:
+        assert (report.parent / f"{name}.png").exists(), name
