@@ -120,12 +120,88 @@ def _separate(argv: Sequence[str]) -> None:
         print(f"{song}: " + ", ".join(str(p) for p in paths.values()))
 
 
+def _eval(argv: Sequence[str]) -> None:
+    from ablation.evaluate import BACKENDS, BASELINES
+
+    parser = argparse.ArgumentParser(
+        prog="ablation eval",
+        description="Evaluate a checkpoint (or a baseline) on a MUSDB18 subset as SiSEC 2018 "
+        "did: museval v4 (BSS Eval images, 1 s windows and hop), median over frames, then "
+        "over tracks; plus MSE per source. Resumable and parallel over tracks.",
+    )
+    parser.add_argument("--ckpt", default=None, help="checkpoint of `ablation fit`")
+    parser.add_argument("--root", default=None, help="MUSDB18 in either form (default $MUSDB_PATH)")
+    parser.add_argument("--subset", default="test", choices=("test", "train"))
+    parser.add_argument("--out", default=None, help="default: beside the checkpoint")
+    parser.add_argument("--baseline", default=None, choices=BASELINES)
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all)")
+    parser.add_argument(
+        "--metrics",
+        default="torch",
+        choices=BACKENDS,
+        help="BSS Eval backend: this suite's exact torch port or museval itself",
+    )
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-wandb", action="store_true", help="do not log to W&B")
+    args = parser.parse_args(argv)
+    import os
+
+    from ablation.evaluate import EvaluationError, evaluate_checkpoint
+    from datamodules.layout import DataError
+
+    root = args.root or os.environ.get("MUSDB_PATH")
+    if root is None or (args.ckpt is None and args.baseline is None):
+        parser.error("give --root (or set MUSDB_PATH) and --ckpt and/or --baseline")
+    try:
+        out = evaluate_checkpoint(
+            args.ckpt,
+            root,
+            args.subset,
+            args.out,
+            args.baseline,
+            args.jobs,
+            args.metrics,
+            args.device,
+            not args.no_wandb,
+        )
+    except (EvaluationError, DataError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"evaluation written to {out}")
+
+
+def _report(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="ablation report",
+        description="Comparison table, plots and Wilcoxon tests for the runs of a sweep.",
+    )
+    parser.add_argument("--sweep", default=None, help="sweep name: every run in runs/<sweep>/")
+    parser.add_argument("--runs", nargs="*", default=[], help="run or baseline-eval folders")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--out", default=None, help="default: results/<name>/")
+    parser.add_argument("--no-wandb", action="store_true")
+    args = parser.parse_args(argv)
+    from ablation.report import ReportError, build_report
+
+    folders = [Path(r) for r in args.runs]
+    if args.sweep:
+        sweep_dir = Path(args.runs_dir) / Path(args.sweep).stem
+        folders += sorted(p for p in sweep_dir.glob("*") if p.is_dir())
+    name = Path(args.sweep).stem if args.sweep else "runs"
+    try:
+        path = build_report(folders, Path(args.out or f"results/{name}"), name, not args.no_wandb)
+    except ReportError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"report written to {path}")
+
+
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "toy-data": _toy_data,
     "bench": _bench,
     "sweep": _sweep,
     "demo": _demo,
     "separate": _separate,
+    "eval": _eval,
+    "report": _report,
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 

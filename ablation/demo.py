@@ -61,7 +61,7 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
     for run_dir in sorted(p for p in sweep_dir.iterdir() if (p / SUMMARY).exists()):
         summary = read_json(run_dir / SUMMARY)
         ckpt = summary.get("best_checkpoint") or last_checkpoint(run_dir)
-        scores = evaluate(ckpt, out / "runs" / run_dir.name)
+        scores = evaluate(ckpt, None)  # beside the checkpoint, where `make report` looks
         targets = sorted(scores)
         rows.append(
             {
@@ -115,11 +115,20 @@ def run_demo(
     name = sweep_name(DEMO_SWEEP, load_sweep(DEMO_SWEEP))
     rows = evaluate_runs(Path(runs_dir) / name, root_path, Path(out), jobs)
     write_table(rows, Path(out) / "table.csv")
+    from ablation.report import build_report
+
+    folders = [p for p in sorted((Path(runs_dir) / name).iterdir()) if p.is_dir()]
+    report = build_report(
+        [*folders, *sorted((Path(out) / "baselines").iterdir())],
+        Path(out) / "report",
+        name,
+        wandb_log=False,
+    )
     print("\nSDR in dB (museval v4: median over 1 s frames, then over the toy test tracks);")
     print("sdr_mean beats gain_sdr_mean only if a net separates, not just turns the volume down:\n")
     print(format_table(rows))
     print(
-        f"\nwritten to {out}/table.csv; runs in {runs_dir}/{name}/; "
+        f"\nwritten to {out}/table.csv, report in {report}; runs in {runs_dir}/{name}/; "
         f"{time.time() - start:.0f} s in all"
     )
     if outcome.failed:
