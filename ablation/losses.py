@@ -22,6 +22,7 @@ from ablation.metrics import si_sdr
 # to a (sources,) loss averaged over the batch.
 Term = Callable[[Tensor, Tensor], Tensor]
 BALANCED = "balanced"
+EQUAL = "equal"
 
 
 def mse(estimates: Tensor, references: Tensor) -> Tensor:
@@ -187,13 +188,13 @@ class SeparationLoss:
 
 
 def _check_weights(weights, sources: tuple[str, ...]) -> list[float] | str:
-    if weights is None:
+    if weights is None or weights == EQUAL:
         return [1.0] * len(sources)
     if isinstance(weights, str):
         if weights != BALANCED:
             raise ValueError(
-                f"unknown source weighting {weights!r}: expected {BALANCED!r}, a list of "
-                f"{len(sources)} numbers (one per source of {list(sources)}), or None."
+                f"unknown source weighting {weights!r}: expected {BALANCED!r}, {EQUAL!r}, a "
+                f"list of {len(sources)} numbers (one per source of {list(sources)}), or None."
             )
         return weights
     weights = [float(w) for w in weights]
@@ -217,8 +218,8 @@ def build_loss(
             ``"mrstft"`` (multi-resolution STFT), or a dict of those names to
             coefficients, e.g. ``{"mse": 1.0, "mrstft": 0.1}``.
         sources: names of the sources, in the order of the sources axis.
-        weights: per-source weights: ``None`` (all 1), a list with one number
-            per source, or ``"balanced"`` (see :func:`balanced_weights`).
+        weights: per-source weights: ``None`` or ``"equal"`` (all 1), a list with
+            one number per source, or ``"balanced"`` (see :func:`balanced_weights`).
 
     Returns:
         A callable ``(estimates, references) -> (total, {source: loss})``.

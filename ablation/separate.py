@@ -190,7 +190,8 @@ def separate(
         )
     if device is not None:
         net.to(device)
-    run_on = next(net.parameters()).device
+    parameter = next(net.parameters(), None)
+    run_on = parameter.device if parameter is not None else torch.device("cpu")
     net.eval()
     length = mixture.shape[-1]
     segment = min(segment, length)

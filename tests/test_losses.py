@@ -78,6 +78,13 @@ def test_mse_total_equals_torch_mse_over_all_elements():
         assert per_source[name].item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_equal_weights_are_the_default():
+    ref, est = stems(seed=0), stems(seed=1)
+    default, _ = build_loss("mse", SOURCES)(est, ref)
+    equal, _ = build_loss("mse", SOURCES, "equal")(est, ref)
+    assert equal.item() == default.item()
+
+
 def test_l1_total_equals_torch_l1():
     ref, est = stems(seed=0), stems(seed=1)
     total, _ = build_loss("l1", SOURCES)(est, ref)

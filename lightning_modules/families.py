@@ -1,0 +1,176 @@
+"""One thin LightningModule per U-Net family: typed net arguments, shared training.
+
+Each module starts from a preset of :data:`ablation.nets.PRESETS` and overrides
+what a sweep varies (an argument left at None keeps the preset's value). The
+number of sources and audio channels always come from the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ablation.constants import SAMPLE_RATE, SOURCES
+from ablation.nets import PRESETS
+from ablation.nets.spec_unet import InputMode, SpecOutput
+from ablation.nets.wave_unet import Downsampling, Growth, Padding, Upsampling, WaveOutput
+from lightning_modules.separation import Scheduler, SeparationModule
+
+
+def net_config(
+    preset: str, sources: Sequence[str], channels: int, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """``ablation.nets.build`` arguments: the preset, the overrides that are not None,
+    and the data's number of sources and channels."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown net preset {preset!r}; valid presets: {sorted(PRESETS)}.")
+    chosen = {name: value for name, value in overrides.items() if value is not None}
+    return {**PRESETS[preset], **chosen, "sources": len(sources), "channels": channels}
+
+
+class WaveUNetModule(SeparationModule):
+    """Wave-U-Net (1-D, waveform) training; see :class:`SeparationModule` for the rest.
+
+    Args:
+        preset: a ``"wave"`` preset of :data:`ablation.nets.PRESETS`.
+        depth: down/up levels.
+        filters: filters of the first level.
+        growth: ``"add"`` or ``"double"`` filters per level.
+        down_kernel: kernel of the downsampling-side convolutions.
+        up_kernel: kernel of the upsampling-side convolutions.
+        downsampling: ``"decimate"`` or ``"strided"``.
+        upsampling: ``"linear"``, ``"learned"`` or ``"transposed"``.
+        padding: ``"valid"`` (input context) or ``"same"``.
+        output: ``"difference"`` (last source = mixture - others) or ``"direct"``.
+        channels: audio channels (from the data).
+        Other arguments: see :class:`SeparationModule`.
+    """
+
+    family = "1d"
+
+    def __init__(
+        self,
+        # Net: preset and overrides (None keeps the preset's value)
+        preset: str = "wave-unet-m6",
+        depth: int | None = None,
+        filters: int | None = None,
+        growth: Growth | None = None,
+        down_kernel: int | None = None,
+        up_kernel: int | None = None,
+        downsampling: Downsampling | None = None,
+        upsampling: Upsampling | None = None,
+        padding: Padding | None = None,
+        output: WaveOutput | None = None,
+        # Data
+        sources: Sequence[str] = SOURCES,
+        channels: int = 2,
+        sample_rate: int = SAMPLE_RATE,
+        segment: float = 3.0,
+        # Loss
+        loss: str | dict[str, float] = "mse",
+        loss_weights: list[float] | str | None = None,
+        # Optimization
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        scheduler: Scheduler = "constant",
+        plateau_patience: int = 5,
+        # Logging
+        example_every_n_epochs: int = 5,
+        examples: int = 2,
+    ):
+        overrides = {
+            "depth": depth, "filters": filters, "growth": growth, "down_kernel": down_kernel,
+            "up_kernel": up_kernel, "downsampling": downsampling, "upsampling": upsampling,
+            "padding": padding, "output": output,
+        }  # fmt: skip
+        super().__init__(
+            net_config(preset, sources, channels, overrides),
+            sources=sources,
+            channels=channels,
+            sample_rate=sample_rate,
+            segment=segment,
+            loss=loss,
+            loss_weights=loss_weights,
+            lr=lr,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            plateau_patience=plateau_patience,
+            example_every_n_epochs=example_every_n_epochs,
+            examples=examples,
+        )
+
+
+class SpecUNetModule(SeparationModule):
+    """Spectrogram U-Net (2-D, STFT inside the net) training; see
+    :class:`SeparationModule` for the rest.
+
+    Args:
+        preset: a ``"spec"`` preset of :data:`ablation.nets.PRESETS`
+            (``"spleeter-4stems"``, ``"spectrogram-channels"``, ...).
+        depth: down/up levels.
+        filters: filters of the first level (doubled at every level).
+        kernel_size: kernel of the strided convolutions.
+        dropout: dropout probability of the deepest decoder levels.
+        separate_unets: one U-Net per source instead of one for all.
+        n_fft: STFT size in samples.
+        hop_length: STFT hop in samples.
+        bins: lowest frequency bins the U-Net sees.
+        input_mode: ``"magnitude"`` or ``"complex"``.
+        output: ``"mask"`` or ``"spectrogram"``.
+        channels: audio channels (from the data).
+        Other arguments: see :class:`SeparationModule`.
+    """
+
+    family = "2d"
+
+    def __init__(
+        self,
+        # Net: preset and overrides (None keeps the preset's value)
+        preset: str = "spleeter-4stems",
+        depth: int | None = None,
+        filters: int | None = None,
+        kernel_size: int | None = None,
+        dropout: float | None = None,
+        separate_unets: bool | None = None,
+        n_fft: int | None = None,
+        hop_length: int | None = None,
+        bins: int | None = None,
+        input_mode: InputMode | None = None,
+        output: SpecOutput | None = None,
+        # Data
+        sources: Sequence[str] = SOURCES,
+        channels: int = 2,
+        sample_rate: int = SAMPLE_RATE,
+        segment: float = 3.0,
+        # Loss
+        loss: str | dict[str, float] = "mse",
+        loss_weights: list[float] | str | None = None,
+        # Optimization
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        scheduler: Scheduler = "constant",
+        plateau_patience: int = 5,
+        # Logging
+        example_every_n_epochs: int = 5,
+        examples: int = 2,
+    ):
+        overrides = {
+            "depth": depth, "filters": filters, "kernel_size": kernel_size, "dropout": dropout,
+            "separate_unets": separate_unets, "n_fft": n_fft, "hop_length": hop_length,
+            "bins": bins, "input_mode": input_mode, "output": output,
+        }  # fmt: skip
+        super().__init__(
+            net_config(preset, sources, channels, overrides),
+            sources=sources,
+            channels=channels,
+            sample_rate=sample_rate,
+            segment=segment,
+            loss=loss,
+            loss_weights=loss_weights,
+            lr=lr,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            plateau_patience=plateau_patience,
+            example_every_n_epochs=example_every_n_epochs,
+            examples=examples,
+        )

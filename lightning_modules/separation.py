@@ -1,0 +1,214 @@
+"""The LightningModule both U-Net families share: one step, losses, optimizer, logging."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+from ablation.constants import (
+    MONITOR,
+    MONITOR_MODE,
+    SAMPLE_RATE,
+    SOURCES,
+    TRAIN_LOSS,
+    VAL_LOSS,
+    VAL_MSE,
+    VAL_SDR,
+    val_sdr,
+)
+from ablation.losses import build_loss
+from ablation.metrics import sdr
+from ablation.nets import build
+from lightning_modules.callbacks import default_callbacks
+
+Scheduler = Literal["constant", "cosine", "plateau"]
+# Prefix of the figures of ``net.describe()`` among the logged hyper-parameters.
+NET_PREFIX = "net"
+
+
+def loss_name(stage_loss: str, source: str) -> str:
+    """Name of a per-source loss, e.g. ``train/loss/vocals``."""
+    return f"{stage_loss}/{source}"
+
+
+class SeparationModule(L.LightningModule):
+    """Trains any separation net of :mod:`ablation.nets` on stems batches.
+
+    Batches are stems ``(batch, sources, channels, time)``; the mixture is their
+    sum. ``training_step`` and ``validation_step`` share :meth:`model_step`.
+    Logged: ``train/loss`` and ``val/loss`` (and per source, ``.../<source>``),
+    ``val/mse`` (the seed study's figure, whatever the training loss),
+    ``val/sdr/<source>`` and their mean ``val/sdr``, the checkpoint monitor.
+    :func:`lightning_modules.callbacks.default_callbacks` are added to the
+    Trainer (non-finite guard, throughput, GPU memory, learning rate, examples).
+
+    The hyper-parameters hold ``net_config``, the net's complete
+    :func:`ablation.nets.build` config, so ``ablation.separate.load_separator``
+    rebuilds the net without Lightning.
+
+    Args:
+        net_config: what :func:`ablation.nets.build` builds the net from; its
+            number of sources must match ``sources``.
+        sources: source names, in the order of the stems' sources axis.
+        channels: audio channels of the data, when given checked against the net's.
+        sample_rate: sample rate of the audio, in Hz.
+        segment: training segment length in seconds (the default separation
+            segment of the checkpoint).
+        loss: ``"mse"``, ``"l1"``, ``"si-sdr"``, ``"mrstft"`` or a dict of them to
+            coefficients (see :func:`ablation.losses.build_loss`).
+        loss_weights: per-source weights: None (equal), one number per source,
+            or ``"balanced"``.
+        lr: learning rate of AdamW.
+        weight_decay: decoupled weight decay of AdamW.
+        scheduler: ``"constant"``; ``"cosine"`` annealing to zero over the run's
+            steps (needs max_epochs or max_steps); ``"plateau"``: halve the rate
+            when ``val/sdr`` stalls for ``plateau_patience`` validations.
+        plateau_patience: validations without improvement before halving.
+        example_every_n_epochs: epochs between audio/spectrogram examples on W&B
+            (0: never).
+        examples: validation items per example log.
+    """
+
+    family: str | None = None  # "1d" or "2d" in the family subclasses
+
+    def __init__(
+        self,
+        net_config: dict[str, Any],
+        # Data
+        sources: Sequence[str] = SOURCES,
+        channels: int | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        segment: float = 3.0,
+        # Loss
+        loss: str | dict[str, float] = "mse",
+        loss_weights: list[float] | str | None = None,
+        # Optimization
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        scheduler: Scheduler = "constant",
+        plateau_patience: int = 5,
+        # Logging
+        example_every_n_epochs: int = 5,
+        examples: int = 2,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.sources = tuple(sources)
+        self.net = build(dict(net_config))
+        self._check_net(channels)
+        # The complete config (presets resolved) is what rebuilds this net later;
+        # a plain list keeps the logged hparams.yaml readable by any YAML parser.
+        self._set_hparams_everywhere(net_config=dict(self.net.config), sources=list(self.sources))
+        self.loss = build_loss(loss, self.sources, loss_weights)
+
+    def _set_hparams_everywhere(self, **values: Any) -> None:
+        # Lightning logs the hparams as first saved (_hparams_initial), and writes
+        # the current ones to checkpoints: both must agree.
+        self.hparams.update(values)
+        self._hparams_initial.update(values)
+
+    def _check_net(self, channels: int | None) -> None:
+        if self.family is not None and self.net.family != self.family:
+            raise ValueError(
+                f"{type(self).__name__} trains {self.family} nets, but the config builds a "
+                f"{self.net.family} net: pick a {self.family} preset or the other module."
+            )
+        if self.net.sources != len(self.sources):
+            raise ValueError(
+                f"the net estimates {self.net.sources} sources, but {len(self.sources)} are "
+                f"named ({list(self.sources)}): build it with sources={len(self.sources)}."
+            )
+        if channels is not None and self.net.channels != channels:
+            raise ValueError(
+                f"the net takes {self.net.channels}-channel audio, the data has {channels} "
+                f"channels: build it with channels={channels}."
+            )
+
+    def forward(self, mixture: Tensor) -> Tensor:
+        """mixture ``(batch, channels, time)`` -> ``(batch, sources, channels, time)``."""
+        return self.net(mixture)
+
+    # ---- steps ------------------------------------------------------------------------
+    def model_step(self, stems: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """stems ``(batch, sources, channels, time)`` -> ``(loss, per-source loss, estimates)``."""
+        estimates = self(stems.sum(1))
+        assert estimates.shape == stems.shape, (estimates.shape, stems.shape)
+        total, per_source = self.loss(estimates, stems)
+        return total, per_source, estimates
+
+    def _log_loss(self, name: str, total: Tensor, per_source: dict[str, Tensor], n: int) -> None:
+        stage_val = name == VAL_LOSS
+        self.log(name, total, prog_bar=True, batch_size=n, sync_dist=stage_val)
+        for source, value in per_source.items():
+            self.log(loss_name(name, source), value, batch_size=n, sync_dist=stage_val)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        total, per_source, _ = self.model_step(batch)
+        self._log_loss(TRAIN_LOSS, total, per_source, batch.shape[0])
+        return total
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
+        total, per_source, estimates = self.model_step(batch)
+        n = batch.shape[0]
+        self._log_loss(VAL_LOSS, total, per_source, n)
+        self.log(
+            VAL_MSE, F.mse_loss(estimates.float(), batch.float()), batch_size=n, sync_dist=True
+        )
+        scores = sdr(estimates, batch).mean(0)
+        for source, score in zip(self.sources, scores, strict=True):
+            self.log(val_sdr(source), score, batch_size=n, sync_dist=True)
+        self.log(VAL_SDR, scores.mean(), prog_bar=True, batch_size=n, sync_dist=True)
+        return {"estimates": estimates.detach()}
+
+    # ---- optimization -----------------------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "constant":
+            return optimizer
+        if hp.scheduler == "cosine":
+            steps = self.trainer.estimated_stepping_batches
+            if not math.isfinite(steps):
+                raise ValueError(
+                    "scheduler='cosine' needs a known number of steps, but the Trainer has "
+                    "neither max_epochs nor max_steps (a time budget alone): set one of them, "
+                    "or use scheduler='plateau' or 'constant'."
+                )
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(steps))
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
+            }
+        if hp.scheduler == "plateau":
+            schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=MONITOR_MODE, factor=0.5, patience=hp.plateau_patience
+            )
+            # Not strict: epochs without validation simply leave the rate alone.
+            config = {
+                "scheduler": schedule,
+                "monitor": MONITOR,
+                "interval": "epoch",
+                "strict": False,
+            }
+            return {"optimizer": optimizer, "lr_scheduler": config}
+        raise ValueError(
+            f"unknown scheduler {hp.scheduler!r}: expected 'constant', 'cosine' or 'plateau'."
+        )
+
+    # ---- logging ------------------------------------------------------------------------
+    def configure_callbacks(self) -> list[Callback]:
+        return default_callbacks(
+            self._trainer, self.hparams.example_every_n_epochs, self.hparams.examples
+        )
+
+    def on_fit_start(self) -> None:
+        figures = self.net.describe(self.hparams.sample_rate)
+        for logger in self.loggers:
+            logger.log_hyperparams({f"{NET_PREFIX}/{key}": value for key, value in figures.items()})
