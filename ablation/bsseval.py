@@ -288,22 +288,60 @@ def _distortion_filters(
     # rhs[k][a, e] = sum_t x_a[t - k] y_e[t]: museval's D.
     rhs = corr[n_ref:].transpose(2, 1, 0)
     own_lags, own_rhs = _own_blocks(lags, nsrc), _own_blocks(rhs, nsrc)
-    # One Levinson run for both: the own-source systems side by side as one
-    # block-diagonal system of the same size as the full one.
-    solutions, solved = _block_levinson(
-        _regularised(np.stack([lags, _block_diagonal(own_lags)])),
-        np.stack([rhs, _block_diagonal(own_rhs)]),
-    )
-    cross = _verified(lags[None], rhs[None], solutions[:1], solved[:1])[0]
-    spat = _verified(
-        own_lags, own_rhs, _own_blocks(solutions[1], nsrc), np.repeat(solved[1:], nsrc)
-    )
+    distinct = _distinct_channels(refs)
+    if distinct.all():
+        # One Levinson run for both: the own-source systems side by side as one
+        # block-diagonal system of the same size as the full one.
+        solutions, solved = _block_levinson(
+            _regularised(np.stack([lags, _block_diagonal(own_lags)])),
+            np.stack([rhs, _block_diagonal(own_rhs)]),
+        )
+        cross = _verified(lags[None], rhs[None], solutions[:1], solved[:1])[0]
+        spat = _verified(
+            own_lags, own_rhs, _own_blocks(solutions[1], nsrc), np.repeat(solved[1:], nsrc)
+        )
+    else:
+        cross = _solve_distinct(lags, rhs, distinct.reshape(-1))
+        own = zip(own_lags, own_rhs, distinct, strict=True)
+        spat = np.stack([_solve_distinct(lags_j, rhs_j, keep) for lags_j, rhs_j, keep in own])
     cross = cross.reshape(filters_len, nsrc, nchan, nsrc, nchan).transpose(3, 1, 2, 0, 4)
     spat = spat.transpose(0, 2, 1, 3)
     return (
         torch.from_numpy(np.ascontiguousarray(cross)).to(device),
         torch.from_numpy(np.ascontiguousarray(spat)).to(device),
     )
+
+
+def _distinct_channels(refs: torch.Tensor, block: int = 2**16) -> np.ndarray:
+    """``(sources, channels)``, False for a channel equal to an earlier one of its
+    source (a mono source stored as stereo), found by scanning until they differ."""
+    nsrc, nsamples, nchan = refs.shape
+    distinct = np.ones((nsrc, nchan), dtype=bool)
+    for j, c in itertools.product(range(nsrc), range(1, nchan)):
+        for other in range(c):
+            start = 0
+            while start < nsamples and torch.equal(
+                refs[j, start : start + block, c], refs[j, start : start + block, other]
+            ):
+                start += block
+            if start >= nsamples:
+                distinct[j, c] = False
+                break
+    return distinct
+
+
+def _solve_distinct(lags: np.ndarray, rhs: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Solve one system on the signals in ``keep``, zero filters for the others.
+
+    A channel equal to another makes museval's ``G`` singular: its delayed copies
+    add nothing to the span, so any solution gives the same projections, and the
+    one without them is as cheap and exact as the full-rank case.
+    """
+    sub_lags, sub_rhs = lags[:, keep][:, :, keep], rhs[:, keep]
+    solution, solved = _block_levinson(_regularised(sub_lags[None]), sub_rhs[None])
+    out = np.zeros(rhs.shape)
+    out[:, keep] = _verified(sub_lags[None], sub_rhs[None], solution, solved)[0]
+    return out
 
 
 def _own_blocks(x: np.ndarray, nsrc: int) -> np.ndarray:
