@@ -90,7 +90,7 @@ class Group:
     kept: tuple[str, ...]
 
     def describe(self) -> str:
-        """E.g. ``{vocals, accompaniment} -> accompaniment``."""
+        """E.g. ``{vocals, accompaniment} (kept: accompaniment)``."""
         kept = "all kept" if self.kept == self.together else f"kept: {', '.join(self.kept)}"
         return f"{{{', '.join(self.together)}}} ({kept})"
 
@@ -186,19 +186,15 @@ def load_track(track: Any, is_wav: bool) -> np.ndarray:
     return _read_wav(track.path) if is_wav else track.audio
 
 
-def reference(track: Any, name: str) -> np.ndarray:
-    """The reference of target ``name`` ``(samples, channels)`` of a track read by load_track."""
-    if name == COMPLEMENT:
-        raise EvaluationError("the complement has no single reference; use references()")
-    return track.targets[name].audio
-
-
 def references(track: Any, names: Sequence[str], single: str | None) -> dict[str, np.ndarray]:
-    """References of ``names``; ``rest`` is the sum of the sources other than ``single``."""
-    refs = {n: reference(track, n) for n in names if n != COMPLEMENT}
-    if COMPLEMENT in names:
-        refs[COMPLEMENT] = sum(track.targets[s].audio for s in SOURCES if s != single)
-    return refs
+    """References ``(samples, channels)`` of ``names`` from a track read by load_track:
+    musdb's targets, and for ``rest`` the sum of the sources other than ``single``."""
+    return {
+        name: sum(track.targets[s].audio for s in SOURCES if s != single)
+        if name == COMPLEMENT
+        else track.targets[name].audio
+        for name in names
+    }
 
 
 def oracle_irm(mixture: np.ndarray, refs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -271,12 +267,14 @@ def _separate(plan: Plan, mixture: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def estimate(plan: Plan, track: Any, mixture: np.ndarray) -> dict[str, np.ndarray]:
-    """The estimator's output for every target a scoring group needs.
+    """The estimator's output ``{target: (samples, channels)}`` for every target a
+    scoring group needs.
 
     The mixture baseline gives the mixture for every target, accompaniment
-    included; otherwise a derived target is built from the estimates: a
-    four-stem accompaniment is drums + bass + other, a single source's
-    complement is the mixture minus its estimate.
+    included. The oracles (gain, ratio mask) estimate the targets of the first
+    group from the references; the checkpoint separates the mixture. A target
+    they do not give is derived: a four-stem accompaniment is drums + bass +
+    other, a single source's complement is the mixture minus its estimate.
     """
     needed = [name for group in plan.groups for name in group.together]
     if plan.baseline == "mixture":
@@ -505,9 +503,9 @@ def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> l
             failures.append(f"{name}: {type(error).__name__}: {error}")
         elif result["silent"]:
             warnings.warn(
-                f"track {name!r}: {', '.join(result['silent'])} is silent throughout, so "
-                f"BSS Eval is undefined for its scoring group; those frames are NaN, left "
-                f"out of the medians and counted in summary.md.",
+                f"track {name!r}: the reference or estimate of {', '.join(result['silent'])} "
+                f"is silent throughout, so BSS Eval is undefined for its scoring group; those "
+                f"frames are NaN, left out of the medians and counted in summary.md.",
                 stacklevel=2,
             )
         bar.set_postfix_str(name[:40])
@@ -981,7 +979,10 @@ def evaluate_checkpoint(
             of a net that does not separate) or ``oracle-irm`` (ideal ratio mask on
             the 2-D family's STFT: the ceiling of a masking net); with ``ckpt`` too,
             on the checkpoint's targets.
-        jobs: worker processes, one track each at a time; default all cores.
+        jobs: worker processes, one track each at a time; default all cores. Each
+            track is computed with one thread, so any ``jobs`` gives the same files.
+            Workers are spawned: a script calling this with ``jobs > 1`` needs the
+            ``if __name__ == "__main__":`` guard.
         metrics: BSS Eval backend, ``torch`` (ablation.bsseval) or ``museval``.
         device: ``cuda`` when available, else ``cpu``; used to separate and score.
         wandb_log: log to W&B (a failure there only warns: the files are complete).
