@@ -14,7 +14,9 @@ rounding, never the math:
   Levinson recursion in O(filters_len**2) instead of a dense LU in
   O(filters_len**3); when its backward error is not as small as a dense
   solver's, museval's own dense path (LU of ``G + eps * I``, least squares if
-  singular) is used instead;
+  singular) is used instead; a channel equal to another of its source (mono
+  stored as stereo), which makes ``G`` singular, is left out of the span it
+  does not extend, which changes no projection;
 - the framewise projections and energies are computed in the frequency domain
   with FFTs long enough that circular and linear convolution agree (Parseval).
 
@@ -47,7 +49,7 @@ _CORR_GROUP = 8
 # Frames per batch: few on the CPU to keep the spectra in cache, more on
 # accelerators to fill them (about 1 GB of buffers for 4 stereo sources).
 _CPU_BLOCK_FRAMES = 2
-_DEVICE_BLOCK_FRAMES = 64
+_DEVICE_BLOCK_FRAMES = 32
 # Backward error above which the Levinson solution is not trusted to equal a
 # dense solver's (a backward-stable LU reaches ~1e-15 on these systems).
 _BACKWARD_ERROR_TOL = 1e-11
@@ -79,9 +81,13 @@ def evaluate(
             as museval does.
         filters_len: number of taps of the distortion filters.
         block_frames: frames processed at once, which bounds memory on long
-            tracks; ``None`` picks 2 on the CPU and 64 on other devices.
+            tracks; ``None`` picks 2 on the CPU and 32 on other devices.
             Results do not depend on it.
-        device: torch device for the computation.
+        device: torch device for the computation. On the CPU it uses torch's
+            intra-op threads; to score many tracks, prefer one thread per
+            process (``torch.set_num_threads(1)``) and a process per core:
+            on a busy machine, small parallel regions wait for descheduled
+            threads and run many times slower.
 
     Returns:
         ``(SDR, ISR, SIR, SAR)``, each a float64 array of shape

@@ -64,16 +64,20 @@ def noisy(references: np.ndarray, seed: int = 1, leak: float = 0.1) -> np.ndarra
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """museval's dense solves on one BLAS thread: on a loaded two-core machine,
-    spinning BLAS threads slow it (and the suite) down many times over."""
+def one_thread():
+    """torch and BLAS on one thread: on a loaded two-core machine, a parallel
+    region waits for a descheduled thread, which makes small ops ~20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    else:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def both(references, estimates, **kwargs):
@@ -314,7 +318,10 @@ def test_memory_stays_bounded_on_a_ten_minute_track():
         """
         import resource
         import numpy as np
+        import torch
         from ablation.bsseval import evaluate
+
+        torch.set_num_threads(1)
 
         n, rng = 10 * 60 * 44100, np.random.default_rng(0)
         refs = np.empty((4, n, 2), np.float32)
