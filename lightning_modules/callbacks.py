@@ -135,13 +135,12 @@ class Throughput(Callback):
         if self._batches >= self.window:
             self._flush(trainer, pl_module)
 
+    # Validation inside fit runs between training batches: its time is not training's.
     def on_validation_start(self, trainer, pl_module) -> None:
-        if trainer.training:
-            self._pause(pl_module)
+        self._pause(pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.training:
-            self._since = self._now(pl_module)
+        self._since = self._now(pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._flush(trainer, pl_module)

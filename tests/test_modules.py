@@ -197,6 +197,38 @@ def test_describe_throughput_memory_and_lr_reach_the_logger(datamodule_factory, 
     assert hparams["net/receptive_field_samples"] > 1 and hparams["net/macs_per_second"] > 0
 
 
+class FakeClock(Callback):
+    """A clock that advances 1 s per training batch and 100 s per validation batch."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def on_train_batch_end(self, *args):
+        self.now += 1.0
+
+    def on_validation_batch_end(self, *args):
+        self.now += 100.0
+
+
+def test_throughput_counts_training_time_only(datamodule_factory, tmp_path, monkeypatch):
+    import lightning_modules.callbacks as callbacks
+
+    clock = FakeClock()
+    monkeypatch.setattr(callbacks, "time", clock)
+    logger = CSVLogger(tmp_path, name="run")
+    fit = trainer(
+        tmp_path, max_epochs=1, limit_train_batches=4, val_check_interval=2,
+        limit_val_batches=1, logger=logger, callbacks=[clock],
+    )  # fmt: skip
+    fit.fit(tiny_module("wave"), datamodule=datamodule_factory())
+    rates = pd.read_csv(Path(logger.log_dir) / "metrics.csv")[SEGMENTS_PER_S].dropna()
+    # Batches of 2 segments, 1 s each: validation (100 s) mid-epoch must not count.
+    assert len(rates) and (rates == 2.0).all(), rates
+
+
 def test_examples_go_to_wandb_as_audio_and_spectrograms(datamodule_factory, tmp_path, monkeypatch):
     calls = []
     for method in ("log_audio", "log_image"):
