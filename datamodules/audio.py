@@ -90,7 +90,7 @@ def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray
     audio = torch.from_numpy(np.stack([stems[s][0].T for s in SOURCES]))  # (S, C, T)
     audio = _to_channels(audio, channels, track)
     if rate != sample_rate:
-        audio = torchaudio.functional.resample(audio, rate, sample_rate)
+        audio = torchaudio.functional.resample(audio.contiguous(), rate, sample_rate)
     return audio.numpy().astype(np.float32, copy=False)
 
 

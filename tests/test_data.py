@@ -102,6 +102,9 @@ def test_resampling_and_mono_are_cached_apart(toy_root, tmp_path):
     assert b.shape == (4, 1, a.shape[-1] // 2)
     # a band-limited resampler keeps the energy of these (mostly low-frequency) stems
     np.testing.assert_allclose((b**2).mean(), (a.mean(1) ** 2).mean(), rtol=0.05)
+    stereo = np.asarray(make_dm(toy_root, tmp_path, sample_rate=22050).arrays("train")[0])
+    assert stereo.shape == (4, 2, a.shape[-1] // 2)
+    np.testing.assert_allclose((stereo**2).mean(), (a**2).mean(), rtol=0.05)
 
 
 # ---- splits and determinism ------------------------------------------------------
