@@ -7,6 +7,8 @@ number of sources and audio channels always come from the data.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +28,26 @@ def net_config(
         raise ValueError(f"unknown net preset {preset!r}; valid presets: {sorted(PRESETS)}.")
     chosen = {name: value for name, value in overrides.items() if value is not None}
     return {**PRESETS[preset], **chosen, "sources": len(sources), "channels": channels}
+
+
+def stft_for_rate(config: dict[str, Any], sample_rate: int, overrides: dict[str, Any]) -> dict:
+    """Keep the preset's STFT duration in seconds at another sample rate.
+
+    Spleeter's 4096/1024 STFT is 93/23 ms at 44.1 kHz; at 11.025 kHz the same
+    window is 1024/256. Sizes stay powers of two, the bin width (Hz) stays the
+    same, so ``bins`` keeps its cut-off frequency (capped at Nyquist). Values the
+    user set explicitly are left alone.
+    """
+    if sample_rate == SAMPLE_RATE:
+        return config
+    scale = 2 ** round(math.log2(sample_rate / SAMPLE_RATE))
+    scaled = dict(config)
+    for key in ("n_fft", "hop_length"):
+        if overrides.get(key) is None:
+            scaled[key] = max(16, int(config[key] * scale))
+    if overrides.get("bins") is None:
+        scaled["bins"] = min(config["bins"], scaled["n_fft"] // 2 + 1)
+    return scaled
 
 
 class WaveUNetModule(SeparationModule):
@@ -112,8 +134,9 @@ class SpecUNetModule(SeparationModule):
         kernel_size: kernel of the strided convolutions.
         dropout: dropout probability of the deepest decoder levels.
         separate_unets: one U-Net per source instead of one for all.
-        n_fft: STFT size in samples.
-        hop_length: STFT hop in samples.
+        n_fft: STFT size in samples (default: the preset's, scaled to keep its
+            duration when the data's sample rate is not 44.1 kHz).
+        hop_length: STFT hop in samples (scaled likewise).
         bins: lowest frequency bins the U-Net sees.
         input_mode: ``"magnitude"`` or ``"complex"``.
         output: ``"mask"`` or ``"spectrogram"``.
@@ -159,8 +182,11 @@ class SpecUNetModule(SeparationModule):
             "separate_unets": separate_unets, "n_fft": n_fft, "hop_length": hop_length,
             "bins": bins, "input_mode": input_mode, "output": output,
         }  # fmt: skip
+        config = stft_for_rate(
+            net_config(preset, sources, channels, overrides), sample_rate, overrides
+        )
         super().__init__(
-            net_config(preset, sources, channels, overrides),
+            config,
             sources=sources,
             channels=channels,
             sample_rate=sample_rate,

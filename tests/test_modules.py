@@ -405,3 +405,14 @@ def test_both_families_separate_better_than_the_best_constant_gain(tmp_path):
         scores = np.array(list(results[family].values()))
         assert (scores - mixture).mean() >= 1.0, (family, results)
         assert (scores - gain).mean() >= 1.0, (family, results)
+
+
+def test_spec_stft_keeps_its_duration_at_other_sample_rates():
+    from lightning_modules import SpecUNetModule
+
+    quarter = SpecUNetModule(depth=2, filters=4, sample_rate=11025).net.config
+    assert (quarter["n_fft"], quarter["hop_length"]) == (4096 // 4, 1024 // 4)
+    assert quarter["bins"] == 1024 // 2 + 1  # same bin width: all bins up to Nyquist
+    explicit = SpecUNetModule(depth=2, filters=4, sample_rate=11025, n_fft=512).net.config
+    assert explicit["n_fft"] == 512 and explicit["bins"] == 257
+    assert SpecUNetModule(depth=2, filters=4).net.config["n_fft"] == 4096
