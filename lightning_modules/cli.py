@@ -21,6 +21,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.runs import (
@@ -38,6 +39,18 @@ from lightning_modules.run_record import RunRecord
 from lightning_modules.separation import SeparationModule
 
 log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file, then rename it over the target, so a
+    run killed while saving keeps its previous ``last.ckpt`` whole and resumable."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        os.replace(partial, path)
 
 
 class AblationCLI(LightningCLI):
@@ -101,7 +114,10 @@ class AblationCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         self.run_dir, name, sweep = self._run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        configured = trainer_config.get("callbacks") or []
+        plugins = trainer_config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
         checkpoint = ModelCheckpoint(
             dirpath=self.run_dir / "checkpoints",
             filename="best-epoch{epoch}-step{step}",
@@ -111,6 +127,7 @@ class AblationCLI(LightningCLI):
             save_last=True,
         )
         kwargs.update(
+            plugins=[*plugins, AtomicCheckpointIO()],
             default_root_dir=str(self.run_dir),
             logger=[
                 self._wandb_logger(self.run_dir, name, sweep),

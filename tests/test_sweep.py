@@ -249,3 +249,24 @@ def test_online_sweep_creates_sweep_and_one_agent_per_gpu(tmp_path, monkeypatch,
     ]
     assert "wandb agent me/unet-ablation/abc123" in capfd.readouterr().out
     assert os.environ["MUSDB_PATH"] == str(tmp_path.resolve())
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    import torch
+
+    from lightning_modules.cli import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+
+    def killed_midway(self, checkpoint, target, storage_options=None):
+        Path(target).write_bytes(b"half a checkpoint")  # the process dies mid-write
+        raise KeyboardInterrupt
+
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False) == {"step": 1}  # the previous one, whole
