@@ -87,6 +87,25 @@ def _device_of(module: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def init_convolutions(module: nn.Module, init: str) -> None:
+    """Initialize every (transposed) convolution of ``module`` as the papers'
+    TensorFlow code did: ``"glorot"`` (Wave-U-Net's default initializer) or
+    ``"he"`` (Spleeter's ``he_uniform``) uniform weights, and zero biases.
+
+    PyTorch's default uniform biases matter here: the Wave-U-Net's 1x1 output
+    convolution has few inputs, so they start every source with a DC offset
+    of up to +-0.4, ten times the loss of estimating silence.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.conv._ConvNd):
+            if init == "glorot":
+                nn.init.xavier_uniform_(layer.weight)
+            else:
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     """Raise a ``ValueError`` naming the valid choices when ``value`` is not one of them."""
     choices = tuple(choices)

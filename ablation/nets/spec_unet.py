@@ -17,13 +17,20 @@ The STFT is a layer of the net, so the net maps waveforms to waveforms like
    input_mode     output       source spectrogram ``S``
    =============  ===========  ================================================
    magnitude      mask         ``sigmoid(y) * X`` (ratio mask, mixture phase)
-   magnitude      spectrogram  ``exp(y) * sgn(X)`` (``y`` is the log-magnitude,
-                               mixture phase)
+   magnitude      spectrogram  ``expm1(softplus(log1p|X| + y)) * sgn(X)``
+                               (compressed magnitude, mixture phase)
    complex        mask         ``(tanh(y_re) + i tanh(y_im)) * X`` (bounded
                                complex ratio mask)
-   complex        spectrogram  ``Z * expm1(|Z|) / |Z|``, ``Z = y_re + i y_im``
-                               (complex spectrogram in the compressed domain)
+   complex        spectrogram  ``decompress(compress(X) + y_re + i y_im)``
+                               (compressed complex spectrogram)
    =============  ===========  ================================================
+
+   A spectrogram output is the source's own (log1p-compressed) spectrogram,
+   unbounded and able to hold energy the mixture lacks, unlike a mask. It is
+   written as a residual on the mixture's compressed spectrogram so that the
+   U-Net output lives on the scale of its input features: magnitudes span
+   orders of magnitude across bins, and a net that had to produce them from
+   scratch starts far off and needs thousands of steps to reach them.
 
 5. Bins above ``bins`` are zero; ``ISTFT`` back to ``time`` samples.
 
@@ -49,6 +56,7 @@ from ablation.nets.blocks import (
     follow,
     hull_span,
     identity_hull,
+    init_convolutions,
     merge,
     transposed_reads,
 )
@@ -89,6 +97,10 @@ class SpecUNet(SeparationNet):
         input_norm: ``"batchnorm"`` (per channel and bin, learned affine and
             running statistics), ``"affine"`` (per channel and bin learned
             scale and shift only) or ``"none"``; always after ``log1p``.
+
+    Batch norm needs more than one value per channel in training mode: a
+    batch of one fails when the bottleneck is 1 x 1 (``bins`` and the frames
+    both at most ``2**depth``); evaluation mode takes any input.
     """
 
     family = "2d"
@@ -141,6 +153,7 @@ class SpecUNet(SeparationNet):
             )
             for _ in range(copies)
         )
+        init_convolutions(self, "he")
         if not self.mask:
             _shrink_heads(self.unets)
 
@@ -210,10 +223,11 @@ class SpecUNet(SeparationNet):
             y = outputs[..., 0]
             if self.mask:
                 return torch.sigmoid(y) * mixture
-            return torch.exp(y.clamp(max=MAX_LOG_MAGNITUDE)) * torch.sgn(mixture)
+            compressed = F.softplus(torch.log1p(mixture.abs()) + y)
+            return torch.expm1(compressed.clamp(max=MAX_LOG_MAGNITUDE)) * torch.sgn(mixture)
         if self.mask:
             return torch.complex(torch.tanh(outputs[..., 0]), torch.tanh(outputs[..., 1])) * mixture
-        return decompress(torch.complex(outputs[..., 0], outputs[..., 1]))
+        return decompress(compress(mixture) + torch.complex(outputs[..., 0], outputs[..., 1]))
 
 
 class UNet2d(nn.Module):
@@ -224,9 +238,11 @@ class UNet2d(nn.Module):
     batch norm -> dropout on the deepest ``dropout_levels`` levels ->
     concatenation with the encoder level of the same size. The last decoder
     level outputs ``out_channels`` maps, followed by Spleeter's 4x4
-    convolution of dilation 2. Skips carry the encoder's activations (Spleeter
-    takes them before batch norm; after it they are on the same scale as the
-    decoder's).
+    convolution of dilation 2. Two departures from Spleeter's code: skips
+    carry the encoder's activations (Spleeter takes them before batch norm;
+    after it they are on the scale of the decoder's), and the last decoder
+    level has ``out_channels`` filters instead of one, so that a single U-Net
+    can serve several sources.
 
     Args:
         in_channels: input feature maps.
@@ -317,10 +333,10 @@ class UNet2d(nn.Module):
 
 def _shrink_heads(unets: nn.ModuleList, factor: float = 1e-2) -> None:
     # Spectrogram outputs are exponentials of the head: a default-initialized
-    # head makes the first estimates up to e^10 times too loud and the first
-    # gradients huge. A head 100 times smaller starts every source near
-    # |S| = 1 per bin (magnitude) or silence (complex), and all layers still
-    # receive gradients from the first step.
+    # head, whose outputs reach +-10 where batch-normed ReLU maps are sparse,
+    # makes some first estimates e^10 times too loud and the first gradients
+    # huge. A head 100 times smaller starts every source near the mixture, and
+    # every layer still receives gradients from the first step.
     with torch.no_grad():
         for unet in unets:
             unet.head.weight.mul_(factor)

@@ -40,6 +40,7 @@ from ablation.nets.blocks import (
     follow,
     hull_span,
     identity_hull,
+    init_convolutions,
     merge,
     transposed_reads,
 )
@@ -129,6 +130,7 @@ class WaveUNet(SeparationNet):
         estimated = sources - 1 if self.difference else sources
         self.output_conv = nn.Conv1d(widths[0] + channels, estimated * channels, kernel_size=1)
         self.output_activation = nn.Tanh() if output_activation == "tanh" else nn.Identity()
+        init_convolutions(self, "glorot")
         self._smallest_bottleneck = self._find_smallest_bottleneck()
 
     def _conv(self, c_in: int, c_out: int, kernel: int) -> nn.Conv1d:
