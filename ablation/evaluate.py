@@ -50,6 +50,7 @@ import pandas as pd
 import simplejson
 import soundfile as sf
 import torch
+import torchaudio
 from tqdm.auto import tqdm
 
 from ablation.constants import SAMPLE_RATE, SOURCES, TARGET_SETS
@@ -147,8 +148,9 @@ class Plan:
     baseline: str | None
     sources: tuple[str, ...]
     groups: tuple[Group, ...]
-    sample_rate: int
-    segment: int | None  # samples per separated segment: the checkpoint's training segment
+    sample_rate: int  # of the dataset: scoring windows are 1 s of it
+    net_rate: int  # where the estimator works; mixtures are resampled to it and back
+    segment: int | None  # samples (at net_rate) per segment: the checkpoint's training segment
     metrics: str
     device: str
 
@@ -261,7 +263,9 @@ def _separate(plan: Plan, mixture: np.ndarray) -> dict[str, np.ndarray]:
     net, _ = _separator(plan.ckpt, plan.device)
     with torch.inference_mode():
         mix = torch.as_tensor(mixture.T, dtype=torch.float32)
-        estimates = separate(net, mix, segment=plan.segment, device=plan.device)
+        resampled = _resample(mix, plan.sample_rate, plan.net_rate, None)
+        estimates = separate(net, resampled, segment=plan.segment, device=plan.device)
+        estimates = _resample(estimates, plan.net_rate, plan.sample_rate, mix.shape[-1])
     assert estimates.shape == (len(plan.sources), *mix.shape), (estimates.shape, mix.shape)
     return {name: estimates[i].T.double().cpu().numpy() for i, name in enumerate(plan.sources)}
 
@@ -364,13 +368,28 @@ def _track(plan: Plan, name: str) -> Any:
     return tracks[name]
 
 
+def _resample(audio: torch.Tensor, rate: int, target: int, length: int | None) -> torch.Tensor:
+    """Resample the time axis (torchaudio), cropped or padded to ``length`` when given."""
+    if rate != target:
+        audio = torchaudio.functional.resample(audio.contiguous(), rate, target)
+    if length is not None:
+        audio = torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))
+        audio = audio[..., :length]
+    return audio
+
+
+def _track_rate(track: Any, is_wav: bool) -> int:
+    path = next(iter(track.sources.values())).path if is_wav else track.path
+    return sf.info(path).samplerate if is_wav else int(track.rate)
+
+
 def _check_rate(plan: Plan, track: Any) -> None:
-    path = next(iter(track.sources.values())).path if plan.is_wav else track.path
-    rate = sf.info(path).samplerate if plan.is_wav else int(track.rate)
+    rate = _track_rate(track, plan.is_wav)
     if rate != plan.sample_rate:
         raise EvaluationError(
-            f"track {track.name!r} is sampled at {rate} Hz but the estimator works at "
-            f"{plan.sample_rate} Hz: resample the dataset to {plan.sample_rate} Hz."
+            f"track {track.name!r} is sampled at {rate} Hz, the first track of the subset at "
+            f"{plan.sample_rate} Hz: expected one rate for the whole subset (1 s scoring "
+            f"windows). Resample the odd tracks."
         )
 
 
@@ -675,7 +694,8 @@ def prepare(
         baseline=baseline,
         sources=tuple(sources),
         groups=tuple(scoring_groups(sources)),
-        sample_rate=rate,
+        sample_rate=_dataset_rate(root, subset, is_wav),
+        net_rate=rate,
         segment=segment,
         metrics=metrics,
         device=device,
@@ -683,6 +703,14 @@ def prepare(
     names = [t.name for t in tracks]
     _claim_out(Path(plan.out), _manifest(plan, digest, names))
     return plan, names
+
+
+def _dataset_rate(root: str, subset: str, is_wav: bool) -> int:
+    """Sample rate of the subset's first track (MUSDB18 itself: 44.1 kHz)."""
+    import musdb
+
+    first = musdb.DB(root=root, is_wav=is_wav, subsets=subset).tracks[0]
+    return _track_rate(first, is_wav)
 
 
 # ---------------------------------------------------------------- aggregating

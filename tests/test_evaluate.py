@@ -47,12 +47,14 @@ def toy1(tmp_path_factory) -> Path:
     return make_toy_dataset(root, n_train=0, n_test=1, duration=2.0, seed=4, progress=False)
 
 
-def write_checkpoint(path: Path, seed: int = 0, epoch: int = 0, step: int = 3) -> Path:
+def write_checkpoint(
+    path: Path, seed: int = 0, epoch: int = 0, step: int = 3, sample_rate: int = 44100
+) -> Path:
     """A checkpoint as Lightning writes it for WaveUNetModule (no optimizer state)."""
     from lightning_modules import WaveUNetModule
 
     torch.manual_seed(seed)
-    module = WaveUNetModule(depth=2, filters=4, segment=1.0)
+    module = WaveUNetModule(depth=2, filters=4, segment=1.0, sample_rate=sample_rate)
     checkpoint = {
         "epoch": epoch,
         "global_step": step,
@@ -528,3 +530,24 @@ def test_museval_backend_gives_museval_exactly(toy1, tmp_path):
     ours = frames(track_json(out, track.name))
     for target in FOUR:
         assert ours[target] == frames(four.json)[target]
+
+
+def test_a_net_at_another_rate_separates_at_its_rate_and_is_scored_at_the_tracks(toy1, tmp_path):
+    import torchaudio
+
+    from ablation.evaluate import _separate, load_track, prepare
+    from ablation.separate import load_separator, separate
+
+    ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", sample_rate=11025)
+    plan, _ = prepare(str(ckpt), str(toy1), "test", str(tmp_path / "out"), None, "torch", "cpu")
+    assert (plan.sample_rate, plan.net_rate, plan.segment) == (44100, 11025, 11025)
+    mixture = load_track(toy_track(toy1), True)  # (samples, channels) at 44.1 kHz
+    estimates = _separate(plan, mixture)
+    net, _ = load_separator(str(ckpt))
+    low = torchaudio.functional.resample(torch.tensor(mixture.T, dtype=torch.float32), 44100, 11025)
+    expected = torchaudio.functional.resample(separate(net, low, segment=11025), 11025, 44100)
+    for i, name in enumerate(plan.sources):
+        assert estimates[name].shape == mixture.shape
+        np.testing.assert_allclose(
+            estimates[name], expected[i, :, : len(mixture)].T.numpy(), rtol=1e-4, atol=1e-5
+        )
