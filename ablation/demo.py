@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ablation.constants import SOURCES
 from ablation.runs import SUMMARY, last_checkpoint, read_json
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
@@ -48,7 +49,7 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
                 str(ckpt) if ckpt else None,
                 str(root),
                 subset="test",
-                out=str(folder),
+                out=str(folder) if folder else None,
                 baseline=baseline,
                 jobs=jobs,
                 wandb_log=ckpt is not None,
@@ -62,7 +63,8 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
         summary = read_json(run_dir / SUMMARY)
         ckpt = summary.get("best_checkpoint") or last_checkpoint(run_dir)
         scores = evaluate(ckpt, None)  # beside the checkpoint, where `make report` looks
-        targets = sorted(scores)
+        # the mean is over the net's sources; a derived accompaniment is shown, not averaged
+        targets = [t for t in scores if t in SOURCES]
         rows.append(
             {
                 "run": run_dir.name,
@@ -71,7 +73,7 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
                 "params": summary["params"],
                 "steps": summary["steps"],
                 "val_loss": round(summary["val_loss"], 5) if summary.get("val_loss") else None,
-                **{f"sdr_{t}": round(scores[t], 2) for t in targets},
+                **{f"sdr_{t}": round(scores[t], 2) for t in sorted(scores)},
                 "sdr_mean": round(_mean(scores, targets), 2),
                 "mixture_sdr_mean": round(_mean(floors["mixture"], targets), 2),
                 "gain_sdr_mean": round(_mean(floors["gain"], targets), 2),
