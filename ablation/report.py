@@ -517,6 +517,7 @@ def plot_depth(table: pd.DataFrame, path: Path) -> Path | None:
             label=dimension,
         )
     ax.set_xlabel("depth (levels)")
+    ax.set_xticks(sorted(rows["depth"].unique()))  # levels are whole numbers
     ax.set_ylabel("test SDR (dB), mean over sources")
     ax.grid(alpha=0.3)
     ax.legend(title="dimension")
