@@ -8,7 +8,6 @@ number of sources and audio channels always come from the data.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 from typing import Any
 
