@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,23 +39,6 @@ from lightning_modules.run_record import RunRecord
 from lightning_modules.separation import SeparationModule
 
 log = logging.getLogger(__name__)
-
-
-def _start_resumed(logger: WandbLogger, attempts: int = 12, wait: float = 5.0) -> None:
-    """Start a resumed W&B run, waiting while the killed run's ``wandb-core`` lives on.
-
-    ``wandb-core`` runs in its own session, so it outlives a killed training process
-    for a few seconds and keeps the run id "in use"; resuming right away would fail.
-    """
-    for attempt in range(attempts):
-        try:
-            logger.experiment  # noqa: B018 (starts the run)
-            return
-        except Exception as err:  # wandb raises its own ServerResponseError
-            if "in use" not in str(err) or attempt == attempts - 1:
-                raise
-            log.warning("W&B run %s still in use by a killed process; retrying", logger._id)
-            time.sleep(wait)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
