@@ -101,6 +101,16 @@ def cell_run_dir(runs_dir: Path, sweep: str, params: dict[str, Any]) -> Path:
     return runs_dir / sweep / name
 
 
+def _own_wandb_service(environ) -> dict[str, str]:
+    """The environment for a run, without a W&B service token of this process.
+
+    wandb keeps its service's address in ``WANDB_SERVICE``; a child that inherits it
+    shares this process's service, which then holds a killed run's id "in use" and
+    refuses its resume. Each run gets its own service instead.
+    """
+    return {k: v for k, v in environ.items() if k != "WANDB_SERVICE"}
+
+
 @dataclass
 class Outcome:
     finished: list[str] = field(default_factory=list)
@@ -154,7 +164,7 @@ def run_offline(
                 f"--run.name={run_dir.name}",
                 *(extra_args or []),
             ]
-            env = {**os.environ, "WANDB_MODE": "offline"}
+            env = {**_own_wandb_service(os.environ), "WANDB_MODE": "offline"}
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(gpu)
             print(f"{label}: {' '.join(cmd)}", flush=True)
@@ -217,7 +227,7 @@ def run_online(
     )
     agents = []
     for gpu in gpus or [None]:
-        env = dict(os.environ)
+        env = _own_wandb_service(os.environ)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         agent = [wandb, "agent", *(["--count", str(count)] if count else []), sweep_id]

@@ -174,6 +174,12 @@ def test_offline_sweep_runs_every_cell_then_skips_them(sweep_env, tmp_path, capf
 
 
 def test_interrupted_cell_resumes_within_its_budget(sweep_env, tmp_path):
+    import wandb
+
+    # A W&B run in this process leaves its service token in the environment; runs
+    # started from here must not share that service, or it keeps the killed run's id.
+    wandb.init(mode="offline", dir=str(tmp_path)).finish()
+    assert "WANDB_SERVICE" in os.environ
     budget = 24
     path = tiny_sweep(tmp_path, ["1d-depth2"], budget=f"00:00:00:{budget}")
     runs = tmp_path / "runs"
