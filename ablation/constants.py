@@ -8,6 +8,23 @@ TARGET_SETS: dict[str, tuple[str, ...]] = {
     "2stems": ("vocals", "accompaniment"),
 }
 
+
+def target_names(targets: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A target-set name (``"4stems"``, ``"2stems"``) or a list of names, as a tuple.
+
+    Raises:
+        ValueError: for a name that is not in ``TARGET_SETS``.
+    """
+    if isinstance(targets, str):
+        if targets not in TARGET_SETS:
+            raise ValueError(
+                f"unknown target set {targets!r}: expected one of {sorted(TARGET_SETS)} or a "
+                f"list of target names."
+            )
+        return TARGET_SETS[targets]
+    return tuple(targets)
+
+
 # Metric names: the checkpoint monitor and the sweep YAML metric use these constants.
 TRAIN_LOSS = "train/loss"
 VAL_LOSS = "val/loss"

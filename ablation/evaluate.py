@@ -53,7 +53,7 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
-from ablation.constants import SAMPLE_RATE, SOURCES, TARGET_SETS
+from ablation.constants import SAMPLE_RATE, SOURCES, target_names
 
 BASELINES = ("mixture", "gain", "oracle-irm")
 BACKENDS = ("torch", "museval")
@@ -600,14 +600,10 @@ def _baseline_targets(
             "targets choose what a baseline estimates; a checkpoint is evaluated on its own "
             "sources. Drop the targets, or pass a baseline."
         )
-    if isinstance(targets, str):
-        if targets not in TARGET_SETS:
-            raise EvaluationError(
-                f"unknown target set {targets!r}: expected one of {sorted(TARGET_SETS)} or a "
-                f"list of target names."
-            )
-        targets = TARGET_SETS[targets]
-    return tuple(targets)
+    try:
+        return target_names(targets)
+    except ValueError as err:
+        raise EvaluationError(str(err)) from err
 
 
 def _manifest(plan: Plan, ckpt_digest: str | None, tracks: Sequence[str]) -> dict:

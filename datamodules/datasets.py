@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ablation.constants import SOURCES
+from ablation.constants import SOURCES, target_names
 from datamodules.layout import DataError
 
 DERIVED = {"accompaniment": ("drums", "bass", "other")}
@@ -26,16 +26,10 @@ def resolve_targets(targets: str | Sequence[str]) -> tuple[str, ...]:
     not cover all four stems gets a last source ``rest`` (the sum of the others),
     so the mixture stays the sum of the targets.
     """
-    from ablation.constants import TARGET_SETS
-
-    if isinstance(targets, str):
-        if targets not in TARGET_SETS:
-            raise DataError(
-                f"unknown target set {targets!r}: expected one of {sorted(TARGET_SETS)} or a "
-                f"list of sources from {[*SOURCES, *DERIVED]}."
-            )
-        targets = TARGET_SETS[targets]
-    targets = tuple(targets)
+    try:
+        targets = target_names(targets)
+    except ValueError as err:
+        raise DataError(f"{err} Sources: {[*SOURCES, *DERIVED]}.") from err
     matrix = mixing_matrix(targets)
     if (matrix.sum(0) > 1).any():
         raise DataError(

@@ -551,3 +551,17 @@ def test_a_net_at_another_rate_separates_at_its_rate_and_is_scored_at_the_tracks
         np.testing.assert_allclose(
             estimates[name], expected[i, :, : len(mixture)].T.numpy(), rtol=1e-4, atol=1e-5
         )
+
+
+def test_unknown_baseline_target_set_is_refused(toy, tmp_path):
+    with pytest.raises(EvaluationError, match=r"unknown target set '5stems'.*2stems"):
+        evaluate_checkpoint(
+            None,
+            str(toy),
+            baseline="mixture",
+            targets="5stems",
+            out=str(tmp_path / "out"),
+            jobs=1,
+            wandb_log=False,
+        )
+    assert not (tmp_path / "out").exists()  # refused before anything was written
