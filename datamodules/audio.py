@@ -6,6 +6,8 @@ what to do, instead of a traceback from deep inside soundfile or ffmpeg.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import soundfile as sf
 import torch
@@ -13,6 +15,30 @@ import torchaudio
 
 from ablation.constants import SOURCES
 from datamodules.layout import STEM_STREAM, DataError, TrackRef, require_ffmpeg
+
+# A whole AAC file decodes a frame or two *longer* than its container says (priming
+# and padding), never shorter; a decode this much shorter was cut off.
+TRUNCATION_TOLERANCE_SECONDS = 0.1
+
+
+def _check_samples(where: str, audio: np.ndarray, rate: int) -> None:
+    """Refuse an empty decode or non-finite samples of one file or stream ``(time, channels)``.
+
+    Checked before resampling, which would spread a NaN over its neighbours and
+    fail on an empty array with an error naming no file.
+    """
+    if audio.shape[0] == 0:
+        raise DataError(
+            f"{where} decodes to no samples: expected audio. The file is empty or truncated: "
+            f"re-export it or download it again."
+        )
+    bad = np.flatnonzero(~np.isfinite(audio).all(axis=1))
+    if bad.size:
+        raise DataError(
+            f"{where} holds {bad.size} non-finite samples (NaN or inf), the first at "
+            f"{bad[0] / rate:.3f} s: expected finite audio. Re-export the file from its "
+            f"source, or remove the track from the data set."
+        )
 
 
 def _read_wav(path) -> tuple[np.ndarray, int]:
@@ -28,6 +54,7 @@ def _read_wav(path) -> tuple[np.ndarray, int]:
             f"{path} could not be decoded ({err}): expected a readable audio file. "
             f"Re-export or re-download it."
         ) from err
+    _check_samples(str(path), audio, rate)
     return audio, rate
 
 
@@ -44,27 +71,91 @@ def _check_consistent(track: TrackRef, stems: dict[str, tuple[np.ndarray, int]])
             )
 
 
+def _check_not_silent(track: TrackRef, stems: dict[str, tuple[np.ndarray, int]]) -> None:
+    # One silent stem is music (the vocals of an instrumental); all of them is a fault.
+    if not any(np.any(audio) for audio, _ in stems.values()):
+        raise DataError(
+            f"every stem of track {track.path} is silent (all samples zero): expected music. "
+            f"Re-export or download the track again, or remove it from the data set."
+        )
+
+
+def _ffprobe_reason(err: Exception, path) -> str:
+    """The last lines of ffprobe's complaint, without its banner, stream address or path."""
+    stderr = getattr(err, "stderr", None) or b""
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
+    lines = [
+        re.sub(r"^\[[^\]]*\]\s*", "", line).removeprefix(f"{path}: ") for line in lines if line
+    ]
+    return "; ".join(lines[-2:]) or f"{type(err).__name__}: {err}"
+
+
+def _probe_stems(track: TrackRef):
+    import ffmpeg
+    import stempeg
+
+    try:
+        info = stempeg.Info(str(track.path))
+    except ffmpeg.Error as err:
+        reason = _ffprobe_reason(err, track.path)
+        raise DataError(
+            f"{track.path} cannot be read by ffprobe ({reason}): expected a MUSDB18 "
+            f".stem.mp4. The file is damaged or truncated: download it again."
+        ) from err
+    if info.nb_audio_streams != len(STEM_STREAM):
+        raise DataError(
+            f"{track.path} has {info.nb_audio_streams} audio streams: expected "
+            f"{len(STEM_STREAM)} (mixture, drums, bass, other, vocals) as in MUSDB18. Use a "
+            f"MUSDB18 stems file, or download it again if it is truncated."
+        )
+    return info
+
+
+def _check_not_truncated(track: TrackRef, info, stream: int, source: str, samples: int) -> None:
+    promised = info.audio_streams[stream].get("duration") or info.info["format"].get("duration")
+    if promised is None:  # nothing to compare with
+        return
+    rate, promised = int(info.rate(stream)), float(promised)
+    if samples < (promised - TRUNCATION_TOLERANCE_SECONDS) * rate:
+        raise DataError(
+            f"{track.path} could not be decoded in full: its {source} stream ends at "
+            f"{samples / rate:.2f} s, but the container promises {promised:.2f} s, so the file "
+            f"is truncated. Download it again."
+        )
+
+
 def _read_stems_mp4(track: TrackRef) -> dict[str, tuple[np.ndarray, int]]:
     import stempeg
 
     require_ffmpeg([track])
-    try:
-        # One ffmpeg call for all streams; s16le is what musdb itself decodes with,
-        # so both forms give identical samples.
-        audio, rate = stempeg.read_stems(
-            str(track.path), dtype=np.float32, ffmpeg_format="s16le", always_3d=True
-        )
-    except Exception as err:  # stempeg re-raises ffmpeg/ffprobe failures as bare errors
-        raise DataError(
-            f"{track.path} could not be decoded ({type(err).__name__}: {err}): expected a "
-            f"MUSDB18 .stem.mp4 with 5 streams. The file may be truncated: download it again."
-        ) from err
-    if audio.shape[0] != len(STEM_STREAM):
-        raise DataError(
-            f"{track.path} has {audio.shape[0]} audio streams: expected {len(STEM_STREAM)} "
-            f"(mixture, drums, bass, other, vocals) as in MUSDB18. Use a MUSDB18 stems file."
-        )
-    return {source: (audio[STEM_STREAM[source]], int(rate)) for source in SOURCES}
+    info = _probe_stems(track)
+    stems = {}
+    for source in SOURCES:
+        stream = STEM_STREAM[source]
+        try:
+            # Stream by stream: stempeg runs one ffmpeg per stream anyway, and reading them
+            # together fails inside stempeg itself (`warnings.warning`) when a truncated file
+            # gives streams of unequal length. s16le is what musdb decodes with, so both
+            # forms give identical samples.
+            audio, rate = stempeg.read_stems(
+                str(track.path),
+                stem_id=stream,
+                info=info,
+                dtype=np.float32,
+                ffmpeg_format="s16le",
+                always_3d=True,
+            )
+        except Exception as err:  # stempeg re-raises ffmpeg failures as bare errors
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise DataError(
+                f"{track.path} could not be decoded ({type(err).__name__}: {reason}): "
+                f"expected a MUSDB18 .stem.mp4 with 5 streams. Download it again."
+            ) from err
+        audio = audio[0]
+        _check_not_truncated(track, info, stream, source, len(audio))
+        _check_samples(f"{track.path} ({source} stream)", audio, int(rate))
+        stems[source] = (audio, int(rate))
+    return stems
 
 
 def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray:
@@ -79,13 +170,15 @@ def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray
         float32 array ``(len(SOURCES), channels, time)`` in ``SOURCES`` order.
 
     Raises:
-        DataError: for missing, corrupt, truncated or inconsistent files.
+        DataError: for missing, corrupt, empty, truncated or inconsistent files, non-finite
+            samples, or a track whose every stem is silent.
     """
     if track.is_wav:
         stems = {source: _read_wav(path) for source, path in track.stem_files().items()}
     else:
         stems = _read_stems_mp4(track)
     _check_consistent(track, stems)
+    _check_not_silent(track, stems)
     rate = next(iter(stems.values()))[1]
     audio = torch.from_numpy(np.stack([stems[s][0].T for s in SOURCES]))  # (S, C, T)
     audio = _to_channels(audio, channels, track)

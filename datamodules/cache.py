@@ -23,7 +23,9 @@ from ablation.constants import SOURCES
 from datamodules.audio import decode_track
 from datamodules.layout import DataError, TrackRef
 
-FORMAT_VERSION = 1
+# 2: entries are checked on the way in (non-finite, empty, truncated, silent); an entry
+# of an earlier version may hold a truncated file's silence, so it is decoded again.
+FORMAT_VERSION = 2
 
 
 def default_cache_dir() -> Path:
