@@ -217,7 +217,7 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
     """Read any file soundfile can, as ``((channels, time) float32, sample_rate)``.
 
     Raises:
-        SeparationError: the file is missing, unreadable or empty.
+        SeparationError: the file is missing, unreadable, empty or holds NaN or inf.
     """
     path = Path(path)
     if not path.is_file():
@@ -232,7 +232,17 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
         ) from error
     if audio.shape[0] == 0:
         raise SeparationError(f"{path} holds no samples: expected a non-empty song.")
-    return torch.from_numpy(audio.T.copy()), rate
+    audio = torch.from_numpy(audio.T.copy())
+    # Refused, not cleaned: a NaN spreads over its whole window of the net and comes out
+    # as NaN stems, and guessing the lost samples would hide a damaged file.
+    bad = torch.nonzero(~torch.isfinite(audio).all(0)).flatten()
+    if bad.numel():
+        raise SeparationError(
+            f"{path} holds {bad.numel()} non-finite samples (NaN or inf), the first at "
+            f"{bad[0].item() / rate:.3f} s: expected finite audio. Re-export the song from "
+            f"its source, or repair those samples, then separate again."
+        )
+    return audio, rate
 
 
 def _match_channels(audio: Tensor, channels: int) -> Tensor:
