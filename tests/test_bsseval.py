@@ -28,17 +28,22 @@ REGRESSION_JSON = SHARED_DATA / "museval-regression" / "Music Delta - 80s Rock.j
 STEMS = ("vocals", "drums", "bass", "other")
 
 
+def unresolved(values: np.ndarray) -> np.ndarray:
+    """Where a metric is past what float64 resolves: +inf or above RESOLVED_DB. Which of
+    the two a perfect estimate gets is rounding noise and differs between machines."""
+    return np.isposinf(values) | (np.isfinite(values) & (values >= RESOLVED_DB))
+
+
 def assert_same_metrics(ours, theirs) -> None:
-    """Every frame of SDR, ISR, SIR and SAR within 0.01 dB, NaN and inf where museval has them."""
+    """Every frame of SDR, ISR, SIR and SAR within 0.01 dB, NaN where museval has NaN,
+    and unresolved (inf or > 100 dB) where museval is."""
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
-    np.testing.assert_array_equal(np.isposinf(ours), np.isposinf(theirs))
+    np.testing.assert_array_equal(unresolved(ours), unresolved(theirs))
     resolved = np.isfinite(theirs) & (np.abs(theirs) < RESOLVED_DB)
     assert resolved.any(), "nothing to compare: every frame is NaN, inf or rounding noise"
     np.testing.assert_allclose(ours[resolved], theirs[resolved], rtol=0, atol=TOLERANCE_DB)
-    noise = np.isfinite(theirs) & ~resolved
-    assert (ours[noise] > RESOLVED_DB).all(), (ours[noise], theirs[noise])
 
 
 def toy_sources(nsrc: int, seconds: float, seed: int = 0, nchan: int = 2) -> np.ndarray:
@@ -129,12 +134,12 @@ def test_toy_track_with_mono_source_matches_museval():
     assert_same_metrics(ours, theirs)
 
 
-def test_perfect_estimate_gives_inf_sdr_like_museval():
+def test_perfect_estimate_is_unresolved_like_museval():
     references = toy_sources(2, 1.5, seed=5)
     estimates = noisy(references)
     estimates[1] = references[1]
     ours, theirs = both(references, estimates)
-    assert np.isposinf(theirs[0][1]).all()
+    assert unresolved(theirs[0][1]).all() and unresolved(ours[0][1]).all()
     assert_same_metrics(ours, theirs)
 
 
