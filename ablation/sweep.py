@@ -76,6 +76,59 @@ def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v["value"] for k, v in run.config.items()} for run in runs]
 
 
+def check_cells(path: str | Path, cells: list[dict[str, Any]]) -> None:
+    """Refuse a grid with a run that names no valid ``cell`` (the runner needs it to name
+    the run folder, and ``ablation fit`` to choose the net)."""
+    for params in cells:
+        if "cell" not in params:
+            raise SweepError(
+                f"{path}: the grid has no 'cell' parameter (found {sorted(params)}): expected "
+                f"one naming the runs' nets, e.g. `cell: {{values: [1d-depth6, 2d-depth4]}}`. "
+                f"Check its spelling."
+            )
+        try:
+            parse_cell(str(params["cell"]))
+        except ValueError as err:
+            raise SweepError(f"{path}: {err} Fix that value of its 'cell' parameter.") from None
+
+
+# jsonargparse's most specific complaint in a nested error report.
+_FIT_COMPLAINT = re.compile(r"unrecognized arguments|not accepted|Expected a|invalid choice")
+
+
+def _fit_complaint(stderr: str) -> str:
+    """One line from the error report of ``ablation fit`` (usage and nesting dropped)."""
+    lines = [line.strip().lstrip("- ") for line in stderr.split("error:", 1)[-1].splitlines()]
+    lines = [line for line in lines if line]
+    for i, line in enumerate(lines):
+        if _FIT_COMPLAINT.search(line) and "NoneType" not in line:
+            key = lines[i - 1] if i and lines[i - 1].startswith("Parser key") else ""
+            return f"{key} {line}".strip()
+    return lines[0] if lines else "no message"
+
+
+def dry_run(path: str | Path, cmd: list[str], params: dict[str, Any], env: dict) -> None:
+    """Parse ``cmd`` (an ``ablation fit`` command) without training, so a misspelt
+    parameter or a value of the wrong type stops the sweep before its first run instead
+    of failing every run. A grid gives every run the same parameter names, so one run
+    checks them all."""
+    if "fit" not in cmd:
+        return
+    try:
+        parsed = subprocess.run(
+            [*cmd, "--print_config"], env=env, capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        print(f"{path}: the check of the first run's arguments timed out; running anyway.")
+        return
+    if parsed.returncode != 0:
+        run = ", ".join(f"{k}={v}" for k, v in params.items())
+        raise SweepError(
+            f"{path}: `ablation fit` refuses the arguments of the run {run}: "
+            f"{_fit_complaint(parsed.stderr)}. Fix that parameter's name or value."
+        )
+
+
 def command(config: dict[str, Any], params: dict[str, Any]) -> list[str]:
     """The command ``wandb agent`` would run for ``params`` (same macros, same flags)."""
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
@@ -141,11 +194,28 @@ def run_offline(
     """
     config = load_sweep(path)
     name = sweep_name(path, config)
-    cells = grid(config)[:count]
+    cells = grid(config)
+    check_cells(path, cells)
+    cells = cells[:count]
     slots: queue.Queue = queue.Queue()
     for gpu in gpus or [None]:
         slots.put(gpu)
     outcome, lock = Outcome(), threading.Lock()
+
+    def cell_command(params: dict[str, Any]) -> list[str]:
+        run_dir = cell_run_dir(Path(runs_dir), name, params)
+        return [
+            *command(config, params),
+            f"--run.sweep={name}",
+            f"--run.dir={runs_dir}",
+            f"--run.name={run_dir.name}",
+            *(extra_args or []),
+        ]
+
+    env = {**_own_wandb_service(os.environ), "WANDB_MODE": "offline"}
+    pending = [p for p in cells if not is_done(cell_run_dir(Path(runs_dir), name, p))]
+    if pending:
+        dry_run(path, cell_command(pending[0]), pending[0], env)
 
     def run_cell(index: int, params: dict[str, Any]) -> None:
         run_dir = cell_run_dir(Path(runs_dir), name, params)
@@ -157,22 +227,20 @@ def run_offline(
             return
         gpu = slots.get()
         try:
-            cmd = [
-                *command(config, params),
-                f"--run.sweep={name}",
-                f"--run.dir={runs_dir}",
-                f"--run.name={run_dir.name}",
-                *(extra_args or []),
-            ]
-            env = {**_own_wandb_service(os.environ), "WANDB_MODE": "offline"}
+            cmd = cell_command(params)
+            cell_env = dict(env)
             if gpu is not None:
-                env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+                cell_env["CUDA_VISIBLE_DEVICES"] = str(gpu)
             print(f"{label}: {' '.join(cmd)}", flush=True)
-            code = subprocess.call(cmd, env=env)
+            code = subprocess.call(cmd, env=cell_env)
             ok = code == 0 and is_done(run_dir)
             with lock:
                 (outcome.finished if ok else outcome.failed).append(run_dir.name)
             print(f"{label}: {'finished' if ok else f'FAILED (exit code {code})'}", flush=True)
+        except OSError as err:  # the command could not start: a failed cell, not a lost one
+            with lock:
+                outcome.failed.append(run_dir.name)
+            print(f"{label}: FAILED to start ({err})", flush=True)
         finally:
             slots.put(gpu)
 
@@ -202,6 +270,9 @@ def run_online(
     entity: str | None = None,
 ) -> str:
     """Create the sweep on W&B and run one agent per GPU; returns ``ENTITY/PROJECT/ID``."""
+    config = load_sweep(path)
+    if config.get("method") == "grid":
+        check_cells(path, grid(config))
     wandb = shutil.which("wandb")
     if wandb is None:
         raise SweepError("the `wandb` command is not on PATH: run `make install` first.")
