@@ -53,6 +53,7 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
+from ablation.children import die_with_parent, terminate_children_on_sigterm
 from ablation.constants import SAMPLE_RATE, SOURCES, target_names
 
 BASELINES = ("mixture", "gain", "oracle-irm")
@@ -500,7 +501,9 @@ def single_threaded() -> Iterator[None]:
             limit.restore_original_limits()
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
+    # An idle worker blocks on its task queue forever once the evaluator is killed.
+    die_with_parent(parent_pid)
     torch.set_num_threads(1)
     # Kept referenced for the life of the worker: the BLAS limit lasts as long as the object.
     _WORKER_CACHE["blas_limit"] = _limit_blas_threads()
@@ -539,8 +542,12 @@ def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> l
                     done(name, None, error)
     else:
         # spawn, not fork: CUDA and OpenMP state do not survive a fork.
+        # The pool starts its workers from this thread, which outlives them (die_with_parent).
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, context, _init_worker) as pool:
+        with (
+            ProcessPoolExecutor(jobs, context, _init_worker, (os.getpid(),)) as pool,
+            terminate_children_on_sigterm(multiprocessing.active_children),
+        ):
             futures = {pool.submit(score_track_file, plan, n): n for n in names}
             for future in as_completed(futures):
                 error = future.exception()

@@ -12,6 +12,7 @@ started again.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import re
@@ -25,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from ablation.children import die_with_parent, terminate_children_on_sigterm
 from ablation.runs import is_done, model_variants, parse_cell, run_name
 from ablation.wandb_mode import wandb_online
 
@@ -201,6 +203,7 @@ def run_offline(
     for gpu in gpus or [None]:
         slots.put(gpu)
     outcome, lock = Outcome(), threading.Lock()
+    running: set[subprocess.Popen] = set()
 
     def cell_command(params: dict[str, Any]) -> list[str]:
         run_dir = cell_run_dir(Path(runs_dir), name, params)
@@ -232,7 +235,15 @@ def run_offline(
             if gpu is not None:
                 cell_env["CUDA_VISIBLE_DEVICES"] = str(gpu)
             print(f"{label}: {' '.join(cmd)}", flush=True)
-            code = subprocess.call(cmd, env=cell_env)
+            # This thread waits for the child, so it outlives it, as die_with_parent needs.
+            child = subprocess.Popen(
+                cmd, env=cell_env, preexec_fn=functools.partial(die_with_parent, os.getpid())
+            )
+            with lock:
+                running.add(child)
+            code = child.wait()
+            with lock:
+                running.discard(child)
             ok = code == 0 and is_done(run_dir)
             with lock:
                 (outcome.finished if ok else outcome.failed).append(run_dir.name)
@@ -245,10 +256,11 @@ def run_offline(
             slots.put(gpu)
 
     threads = [threading.Thread(target=run_cell, args=(i, p)) for i, p in enumerate(cells)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with terminate_children_on_sigterm(lambda: list(running)):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     print(
         f"\nsweep {name}: {len(outcome.finished)} finished, {len(outcome.skipped)} skipped "
         f"(done earlier), {len(outcome.failed)} failed {outcome.failed or ''}"
@@ -303,9 +315,14 @@ def run_online(
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         agent = [wandb, "agent", *(["--count", str(count)] if count else []), sweep_id]
         print(f"starting {' '.join(agent)}" + (f" on GPU {gpu}" if gpu is not None else ""))
-        agents.append(subprocess.Popen(agent, env=env))
-    for agent in agents:
-        agent.wait()
+        agents.append(
+            subprocess.Popen(
+                agent, env=env, preexec_fn=functools.partial(die_with_parent, os.getpid())
+            )
+        )
+    with terminate_children_on_sigterm(lambda: agents):
+        for agent in agents:
+            agent.wait()
     return sweep_id
 
 
