@@ -38,6 +38,7 @@ import yaml
 
 from ablation.constants import SAMPLE_RATE, SOURCES, VAL_LOSS
 from ablation.evaluate import DEFAULT_WANDB_PROJECT, MANIFEST, markdown_table
+from ablation.fairness import fairness_problems, fairness_table, read_fairness
 from ablation.runs import SUMMARY
 
 PEAK_GPU_MEM = "perf/peak_gpu_mem_gb"
@@ -609,6 +610,19 @@ def _runs_markdown(table: pd.DataFrame) -> str:
     return markdown_table(_readable(shown.dropna(axis=1, how="all")))
 
 
+def fairness_markdown(fairness: pd.DataFrame, problems: list[str]) -> str:
+    """The fairness section: every run's record and what differs, if anything."""
+    verdict = (
+        ["**Not comparable as they stand:**", "", *(f"- {p}" for p in problems)]
+        if problems
+        else ["All runs share the data fingerprint, data seed, segment, context and budget."]
+    )
+    shown = fairness.copy()
+    if "data fingerprint" in shown:
+        shown["data fingerprint"] = shown["data fingerprint"].map(lambda v: str(v)[:12])
+    return "\n".join([*verdict, "", markdown_table(_readable(shown))])
+
+
 def write_report(
     out: Path,
     name: str,
@@ -617,8 +631,9 @@ def write_report(
     pairs: pd.DataFrame,
     plots: list[Path],
     missing: list[str],
+    fairness: str = "",
 ) -> Path:
-    """Write ``report.md`` (tables, significance, plots) beside the CSVs."""
+    """Write ``report.md`` (tables, fairness, significance, plots) beside the CSVs."""
     lines = [
         f"# Report: {name}",
         "",
@@ -629,6 +644,10 @@ def write_report(
         "## Runs",
         "",
         _runs_markdown(table),
+        "",
+        "## Fairness",
+        "",
+        fairness,
         "",
         "## Configurations (mean ± std over seeds)",
         "",
@@ -702,7 +721,7 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
         runs: run folders (``runs/<sweep>/<run>``), or evaluation folders of
             baselines (any folder holding ``evaluation.json``).
         out: folder for ``report.md``, ``runs.csv``, ``configurations.csv``,
-            ``significance.csv``, ``tracks.csv`` and the PNG plots.
+            ``significance.csv``, ``tracks.csv``, ``fairness.csv`` and the PNG plots.
         name: title of the report (the sweep name).
         wandb_log: also log the tables and plots to a new W&B run ``report-<name>``
             when W&B is online (a failure there only warns).
@@ -734,12 +753,17 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
     pairs.to_csv(out / "significance.csv", index=False)
     tracks.to_csv(out / "tracks.csv", index=False)
     plots = _plots(run_list, table, tracks, models + [b.label for b in baselines], out)
+    records = {r.name: read_fairness(r.folder) for r in run_list}
+    fairness, problems = fairness_table(records), fairness_problems(records)
+    fairness.to_csv(out / "fairness.csv", index_label="run")
+    fairness_section = fairness_markdown(fairness, problems)
+    print(f"Fairness of {name}:\n{fairness_section}")
     missing = [
         f"{r.name}: no test evaluation; run `make eval CKPT={_checkpoint_file(r.folder)}`"
         for r in run_list
         if r.evaluation is None
     ]
-    report = write_report(out, name, table, configurations, pairs, plots, missing)
+    report = write_report(out, name, table, configurations, pairs, plots, missing, fairness_section)
     if wandb_log:
         _log_report(name, table, pairs, plots, report)
     return report

@@ -3,9 +3,11 @@
 A net trained on short segments separates a song of any length: the song is cut
 into segments that overlap by a fraction, each is separated (a batch of segments
 at a time, on CPU or GPU), and the estimates are crossfaded back with a
-triangular window normalized by the summed windows. The weights at each sample
-sum to one, so a net that applies a constant gain reproduces its input exactly,
-seams included.
+triangular window normalized by the summed windows. As in training, each
+segment is read with real audio of the song around it (as much context as the
+net reads, zeros only before the song's start and after its end) and only the
+segment itself is kept. The weights at each sample sum to one, so a net that
+applies a constant gain reproduces its input exactly, seams included.
 
 Checkpoints are read with plain ``torch.load``: their ``hyper_parameters`` hold
 ``net_config`` (what :func:`ablation.nets.build` needs), ``sources``,
@@ -26,6 +28,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from ablation.nets import build
+from ablation.nets.blocks import take
 
 # Keys our LightningModules always store in hyper_parameters.
 REQUIRED_HPARAMS = ("net_config", "sources", "sample_rate")
@@ -156,6 +159,15 @@ def _batches(items: Sequence[int], size: int):
         yield items[i : i + size]
 
 
+def net_context(net: nn.Module, segment: int) -> int:
+    """Samples of real audio a net reads on each side of a ``segment``: a net of
+    :mod:`ablation.nets` says (``context_samples``, ``reach_samples``); any other
+    module is taken to need none."""
+    if not hasattr(net, "context_samples"):
+        return 0
+    return max(net.context_samples(segment), *net.reach_samples())
+
+
 @torch.no_grad()
 def separate(
     net: nn.Module,
@@ -164,6 +176,7 @@ def separate(
     overlap: float = 0.25,
     batch_size: int = 4,
     device: str | torch.device | None = None,
+    context: int | None = None,
 ) -> Tensor:
     """Separate a mixture of any length by overlap-add over segments.
 
@@ -177,6 +190,9 @@ def separate(
         overlap: fraction of a segment shared with the next one, in ``[0, 1)``.
         batch_size: segments per forward call.
         device: where the net runs; ``None`` keeps the net where it is.
+        context: samples of the song read on each side of a segment; ``None``:
+            what the net reads (:func:`net_context`). Nets of :mod:`ablation.nets`
+            are called as ``net(window, context)``, others as ``net(segment)``.
 
     Returns:
         ``(sources, channels, time)`` estimates on the CPU.
@@ -196,12 +212,14 @@ def separate(
     length = mixture.shape[-1]
     segment = min(segment, length)
     window = crossfade_window(segment)
+    context = net_context(net, segment) if context is None else context
     total = torch.zeros(length)
     estimates = None
     for starts in _batches(segment_starts(length, segment, overlap), batch_size):
-        chunks = torch.stack([mixture[:, s : s + segment] for s in starts]).to(run_on)
-        output = net(chunks).float().cpu()
-        assert output.shape[-2:] == chunks.shape[-2:], (output.shape, chunks.shape)
+        chunks = torch.stack([take(mixture, s - context, segment + 2 * context) for s in starts])
+        chunks = chunks.to(run_on)
+        output = (net(chunks, context) if context else net(chunks)).float().cpu()
+        assert output.shape[-2:] == (mixture.shape[0], segment), (output.shape, segment)
         if estimates is None:
             estimates = torch.zeros(*output.shape[1:-1], length)
         for start, chunk in zip(starts, output, strict=True):

@@ -82,37 +82,73 @@ class CachedArrays:
         return {**self.__dict__, "_open": {}}
 
 
-def collate_prebuilt(batch: torch.Tensor) -> torch.Tensor:
+def collate_prebuilt(batch):
     """The datasets below build whole batches themselves (``__getitems__``)."""
     return batch
+
+
+def item_rng(seed: int, position: int, purpose: int) -> np.random.Generator:
+    """The generator of one stream position: what an item holds is a function of the
+    data seed and its position alone (DESIGN.md, fairness rule), never of torch's
+    global RNG, the worker that builds it or the point a run resumed from."""
+    return np.random.default_rng([seed, position, purpose])
+
+
+# ``purpose`` of :func:`item_rng`: independent draws for placement, epoch order, augmentation.
+PLACE, ORDER, AUGMENT = 0, 1, 2
 
 
 class _StemDataset(Dataset):
     """Writes stems straight from the memory maps into the batch tensor.
 
-    One copy per sample and no intermediate arrays: at 4 MB per 3 s item, memory
-    traffic, not arithmetic, bounds the loader. In a worker the batch is allocated
-    in shared memory, so handing it to the main process costs no further copy.
+    An item is a window of ``context + segment + context`` samples: the loss
+    region of ``segment`` samples in the middle and real audio of the same
+    track as context on both sides, zero only where the track really starts
+    or ends. One copy per sample and no intermediate arrays: memory traffic,
+    not arithmetic, bounds the loader. In a worker the batch is allocated in
+    shared memory, so handing it to the main process costs no further copy.
     """
 
-    def __init__(self, arrays: CachedArrays, targets: Sequence[str], segment: int):
+    def __init__(
+        self, arrays: CachedArrays, targets: Sequence[str], segment: int, context: int = 0
+    ):
         self.arrays = arrays
         # stem indices summed into each target, e.g. accompaniment -> [0, 1, 2]
         self.groups = [np.flatnonzero(row).tolist() for row in mixing_matrix(targets)]
         self.segment = segment
+        self.context = context
+
+    @property
+    def window(self) -> int:
+        """Samples of one item: the loss region and its context on both sides."""
+        return self.segment + 2 * self.context
 
     def _place(self, index: int) -> list[tuple[int, int]]:
-        """(track, offset) for each of the four stems of item ``index``."""
+        """(track, loss-region offset) for each of the four stems of item ``index``."""
         raise NotImplementedError
 
+    def padding(self, index: int) -> tuple[int, int]:
+        """Zero samples at the start and at the end of item ``index``'s window (the
+        most over its stems): where its tracks start or end, not real audio."""
+        left = right = 0
+        places = self._place(index)
+        for stem in {stem for stems in self.groups for stem in stems}:
+            track, offset = places[stem]
+            start = offset - self.context
+            left = max(left, -start)
+            right = max(right, start + self.window - self.arrays.lengths[track])
+        return min(left, self.window), min(right, self.window)
+
     def _fill(self, out: np.ndarray, places: list[tuple[int, int]]) -> None:
-        """Write one item into ``out`` ``(targets, channels, time)``, zero-padding short reads."""
+        """Write one item into ``out`` ``(targets, channels, window)``, zero outside the tracks."""
         for target, stems in zip(out, self.groups, strict=True):
             target[...] = 0
             for stem in stems:
                 track, offset = places[stem]
-                chunk = self.arrays[track][stem, :, offset : offset + out.shape[-1]]
-                target[:, : chunk.shape[-1]] += chunk
+                start = offset - self.context
+                first = max(start, 0)
+                chunk = self.arrays[track][stem, :, first : start + out.shape[-1]]
+                target[:, first - start : first - start + chunk.shape[-1]] += chunk
 
     def _batch(self, indices: Sequence[int], length: int) -> torch.Tensor:
         shape = (len(indices), len(self.groups), self.arrays.channels, length)
@@ -124,54 +160,83 @@ class _StemDataset(Dataset):
         return out
 
     def __getitems__(self, indices: list[int]) -> torch.Tensor:
-        return self._batch(indices, self.segment)
+        return self._batch(indices, self.window)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self._batch([index], self.segment)[0]
+        return self._batch([index], self.window)[0]
 
 
 class RandomSegments(_StemDataset):
-    """Random training segments: ``segments_per_track`` per track and epoch.
+    """Random training windows, addressed by their position in the data stream.
 
-    Draws come from torch's global generator, which Lightning seeds from the
-    config and DataLoader reseeds per worker and epoch, so runs are reproducible
-    and every epoch sees new segments.
+    Item ``position`` is drawn from :func:`item_rng` ``(seed, position)`` alone, so
+    two runs with the same data seed train on the same bytes whatever their net,
+    initialisation, worker count or resume point. ``len()`` is one epoch:
+    ``segments_per_track`` items per track; position ``p`` belongs to epoch
+    ``p // len()``. A sampler (:class:`datamodules.sampler.StreamSampler`) hands
+    out positions; any integer is a valid index.
 
     Args:
         arrays: cached training tracks.
         targets: names of the sources to return (see :func:`resolve_targets`).
-        segment: segment length in samples.
+        segment: loss-region length in samples.
         segments_per_track: items per track per epoch.
         remix: draw each stem from its own random track and offset (Open-Unmix,
-            Demucs); otherwise all stems share one track and offset.
+            Demucs); otherwise all stems share one track and offset, and every
+            track appears ``segments_per_track`` times per epoch.
+        context: real-audio samples around the loss region on each side.
+        seed: the data seed.
     """
 
-    def __init__(self, arrays, targets, segment: int, segments_per_track: int, remix: bool):
-        super().__init__(arrays, targets, segment)
+    def __init__(
+        self,
+        arrays,
+        targets,
+        segment: int,
+        segments_per_track: int,
+        remix: bool,
+        context: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__(arrays, targets, segment, context)
         self.segments_per_track = segments_per_track
         self.remix = remix
+        self.seed = seed
+        self._orders: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.arrays) * self.segments_per_track
 
-    def _offset(self, track: int) -> int:
+    def _offset(self, rng: np.random.Generator, track: int) -> int:
         room = max(self.arrays.lengths[track] - self.segment, 0)
-        return int(torch.randint(room + 1, ()).item())
+        return int(rng.integers(room + 1))
+
+    def _track_order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            order = item_rng(self.seed, epoch, ORDER).permutation(len(self))
+            self._orders = {epoch: order // self.segments_per_track}
+        return self._orders[epoch]
 
     def _place(self, index: int) -> list[tuple[int, int]]:
+        rng = item_rng(self.seed, index, PLACE)
         if not self.remix:
-            track = index // self.segments_per_track
-            return [(track, self._offset(track))] * len(SOURCES)
-        tracks = torch.randint(len(self.arrays), (len(SOURCES),)).tolist()
-        return [(t, self._offset(t)) for t in tracks]
+            track = int(self._track_order(index // len(self))[index % len(self)])
+            return [(track, self._offset(rng, track))] * len(SOURCES)
+        tracks = rng.integers(len(self.arrays), size=len(SOURCES)).tolist()
+        return [(t, self._offset(rng, t)) for t in tracks]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """Stems ``(batch, sources, channels, window)`` and the items' stream positions
+        (the augmentation draws its parameters from them on the device)."""
+        return self._batch(indices, self.window), [int(i) for i in indices]
 
 
 class FixedSegments(_StemDataset):
-    """Validation segments: ``per_track`` evenly spaced windows of every track,
-    the same every epoch whatever the training seed."""
+    """Validation windows: ``per_track`` evenly spaced loss regions of every track
+    with their context, the same every epoch whatever the training seed."""
 
-    def __init__(self, arrays, targets, segment: int, per_track: int):
-        super().__init__(arrays, targets, segment)
+    def __init__(self, arrays, targets, segment: int, per_track: int, context: int = 0):
+        super().__init__(arrays, targets, segment, context)
         self.items = [
             (track, int(offset))
             for track, length in enumerate(arrays.lengths)

@@ -23,6 +23,7 @@ from datamodules.datasets import (
     resolve_targets,
 )
 from datamodules.layout import DataError, TrackRef, list_tracks, split_train_valid
+from datamodules.sampler import StreamSampler
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ class MUSDBDataModule(L.LightningDataModule):
 
     Train and validation come from the train subset (musdb's official split, or a
     seeded split for other data); test from the test subset, whole tracks.
+    Training and validation items are windows: a loss region of ``segment``
+    seconds with ``context`` seconds of real audio of the same track on each side
+    (zeros only where a track starts or ends); each net reads the context it
+    needs and is scored on the loss region. What training item ``k`` holds,
+    augmentation included, is a function of ``seed`` and ``k`` alone.
     Augmentation runs on the device, in training only, before the mixture is formed.
 
     Args:
@@ -45,7 +51,10 @@ class MUSDBDataModule(L.LightningDataModule):
         targets: ``"4stems"``, ``"2stems"`` or a list of source names.
         sample_rate: rate the nets see (resampled once, into the cache).
         channels: 1 (mono) or 2 (stereo).
-        segment: training and validation segment length in seconds.
+        segment: length of the loss region of a training or validation item, in seconds.
+        context: real audio around the loss region on each side, in seconds; one
+            setting for every cell of a sweep. None: set by the CLI to what the
+            net needs (:meth:`set_context_samples`).
         segments_per_track: random training segments per track and epoch.
         remix: draw each stem from a random track and offset.
         val_segments_per_track: fixed validation segments per track.
@@ -55,7 +64,7 @@ class MUSDBDataModule(L.LightningDataModule):
         gain_max: upper bound of the random gain per source.
         channel_swap: randomly swap left/right per source.
         sign_flip: randomly negate each source.
-        seed: seed of the augmentation generator.
+        seed: the data seed: training windows, remix and augmentation draws.
         batch_size: items per batch (test always uses 1 whole track).
         num_workers: DataLoader worker processes.
         pin_memory: pin host memory (only when CUDA is available).
@@ -73,6 +82,7 @@ class MUSDBDataModule(L.LightningDataModule):
         channels: int = 2,
         # Items
         segment: float = 3.0,
+        context: float | None = None,
         segments_per_track: int = 64,
         remix: bool = True,
         val_segments_per_track: int = 4,
@@ -97,9 +107,15 @@ class MUSDBDataModule(L.LightningDataModule):
             raise DataError(f"channels must be 1 or 2, got {channels}: set --data.channels.")
         if segment <= 0:
             raise DataError(f"segment must be a positive number of seconds, got {segment}.")
+        if context is not None and context < 0:
+            raise DataError(
+                f"context must be a number of seconds >= 0, got {context}: set --data.context."
+            )
         self.sources = resolve_targets(targets)
         self.root = Path(root or os.environ.get("MUSDB_PATH") or DEFAULT_TOY_ROOT)
         self.segment_samples = round(segment * sample_rate)
+        self.context_samples = round((context or 0.0) * sample_rate)
+        self.last_positions: list[int] = []
         transforms = [RandomGain(gain_min, gain_max)]
         transforms += [ChannelSwap()] if channel_swap else []
         transforms += [SignFlip()] if sign_flip else []
@@ -173,6 +189,11 @@ class MUSDBDataModule(L.LightningDataModule):
                 short,
             )
 
+    def set_context_samples(self, samples: int) -> None:
+        """Set the context per side (before ``setup``), e.g. to what a net needs."""
+        self.context_samples = int(samples)
+        self.hparams.context = samples / self.hparams.sample_rate
+
     # ---- datasets -----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
@@ -182,6 +203,8 @@ class MUSDBDataModule(L.LightningDataModule):
                 self.segment_samples,
                 self.hparams.segments_per_track,
                 self.hparams.remix,
+                context=self.context_samples,
+                seed=self.hparams.seed,
             )
         if stage in ("fit", "validate", None):
             self.val_set = FixedSegments(
@@ -189,35 +212,57 @@ class MUSDBDataModule(L.LightningDataModule):
                 self.sources,
                 self.segment_samples,
                 self.hparams.val_segments_per_track,
+                context=self.context_samples,
             )
         if stage in ("test", None):
             names = [t.name for t in self.splits()["test"]]
             self.test_set = WholeTracks(self.arrays("test"), self.sources, names)
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=workers,
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
             persistent_workers=workers > 0,
-            drop_last=shuffle and len(dataset) >= batch_size,
             collate_fn=collate_prebuilt if getattr(dataset, "__getitems__", None) else None,
         )
 
+    def _stream_start(self) -> int | None:
+        """Global batch index of the next training batch (None without a Trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return None
+        return trainer.global_step * trainer.accumulate_grad_batches
+
+    def train_sampler(self) -> StreamSampler:
+        """This rank's part of the data stream."""
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return StreamSampler(
+            len(self.train_set), self.hparams.batch_size, rank, world, start=self._stream_start
+        )
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+        return self._loader(self.train_set, self.hparams.batch_size, self.train_sampler())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.hparams.batch_size, shuffle=False)
+        return self._loader(self.val_set, self.hparams.batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, 1, shuffle=False)
+        return self._loader(self.test_set, 1)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Augment training stems on the device; validation and test stay untouched."""
-        if self.trainer is not None and self.trainer.training:
-            batch = self.augment(batch)
+        """Augment training stems on the device; validation and test stay untouched.
+
+        A training batch arrives as ``(stems, stream positions)`` and leaves as the
+        augmented stems; its positions stay in :attr:`last_positions` for the
+        fairness record.
+        """
+        if isinstance(batch, tuple | list) and len(batch) == 2 and isinstance(batch[1], list):
+            stems, positions = batch
+            self.last_positions = positions
+            return self.augment(stems, positions)
         return batch

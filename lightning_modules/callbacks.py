@@ -199,8 +199,9 @@ class ExampleLogger(Callback):
     first validation batch to W&B as audio and spectrogram images (mixture, and
     estimate and reference per source). Loggers other than W&B get nothing.
 
-    The module's ``validation_step`` must return ``{"estimates": (batch, sources,
-    channels, time)}`` and have ``sources`` and ``hparams.sample_rate``.
+    The module's ``validation_step`` must return ``{"estimates": ..., "references":
+    ...}``, both ``(batch, sources, channels, time)`` on the loss region, and the
+    module must have ``sources`` and ``hparams.sample_rate``.
 
     Args:
         every_n_epochs: epochs between two logs; 0 disables.
@@ -224,8 +225,9 @@ class ExampleLogger(Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if batch_idx != 0 or not loggers or not self._due(trainer):
             return
+        references = outputs["references"]
         items = example_items(
-            batch.sum(1), outputs["estimates"], batch, pl_module.sources, self.count
+            references.sum(1), outputs["estimates"], references, pl_module.sources, self.count
         )
         captions = [caption for caption, _ in items]
         rate = pl_module.hparams.sample_rate

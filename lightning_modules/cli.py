@@ -6,8 +6,11 @@ the one :class:`MUSDBDataModule` feeds both, its sources, channels, sample rate 
 segment are linked into the model. Every run writes into its own folder
 ``<run.dir>/<run.sweep>/<run-name>/`` (see :mod:`ablation.runs`), logs to W&B
 (offline without credentials) and to ``metrics.csv``, and resumes from its
-``last.ckpt``; the time already trained, kept by Lightning's Timer in the
-checkpoint, counts against ``trainer.max_time``.
+``last.ckpt``. ``trainer.max_time`` is a budget of training time alone
+(:class:`lightning_modules.budget.TrainingBudget`), carried in the checkpoint;
+``--run.val_every_seconds`` validates on that clock. ``last.ckpt`` is rewritten at
+every validation and at the end, the best checkpoint by ``val/sdr`` is kept apart,
+and every run records its fairness evidence (:mod:`lightning_modules.fairness`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.runs import (
@@ -35,6 +39,8 @@ from ablation.runs import (
 )
 from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
+from lightning_modules.budget import TrainingBudget, budget_seconds
+from lightning_modules.fairness import FairnessRecord
 from lightning_modules.run_record import RunRecord
 from lightning_modules.separation import SeparationModule
 
@@ -51,6 +57,56 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         partial = path.with_name(f".{path.name}.partial")
         super().save_checkpoint(checkpoint, partial, storage_options)
         os.replace(partial, path)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """The best checkpoint by ``val/sdr``, plus ``last.ckpt`` rewritten at every
+    validation and at the end of training whatever the monitor did (Lightning
+    rewrites "last" only when a top-k file is saved), so a killed run loses at most
+    the training since its last validation. Writing time is excluded from the budget.
+    """
+
+    def __init__(self, dirpath: Path, budget: TrainingBudget | None = None):
+        super().__init__(
+            dirpath=dirpath,
+            filename="best-epoch{epoch}-step{step}",
+            auto_insert_metric_name=False,
+            monitor=MONITOR,
+            mode=MONITOR_MODE,
+            save_last=True,
+            # a copied run folder keeps writing (and resuming from) its own last.ckpt
+            enable_version_counter=False,
+        )
+        self.budget = budget
+        self._last_saved_step: int | None = None
+
+    def _fitting(self, trainer) -> bool:
+        return (
+            trainer.state.fn == TrainerFn.FITTING
+            and not trainer.sanity_checking
+            and not trainer.fast_dev_run
+        )
+
+    def _save_latest(self, trainer) -> None:
+        if self._fitting(trainer) and self._last_saved_step != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._save_latest(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._save_latest(trainer)
+
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_saved_step = trainer.global_step
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        save = super()._save_checkpoint
+        if self.budget is not None:
+            save = self.budget.timed("checkpoint", save)
+        save(trainer, filepath)
 
 
 class AblationCLI(LightningCLI):
@@ -73,6 +129,13 @@ class AblationCLI(LightningCLI):
         parser.add_argument("--run.name", default=None, help="default: e.g. 1d-depth6-seed0")
         parser.add_argument(
             "--run.project", default=os.environ.get("WANDB_PROJECT", "unet-ablation")
+        )
+        parser.add_argument(
+            "--run.val_every_seconds",
+            type=float | None,
+            default=None,
+            help="validate every this many seconds of counted training time "
+            "(default: Lightning's schedule, once per epoch)",
         )
         parser.link_arguments("data.sources", "model.init_args.sources", apply_on="instantiate")
         for name in ("channels", "sample_rate", "segment"):
@@ -111,29 +174,54 @@ class AblationCLI(LightningCLI):
             offline=not wandb_online(),
         )
 
+    def _resolve_context(self) -> None:
+        """Give the data the context the net needs when the config leaves it open,
+        and say so when a configured context is shorter than that."""
+        net, data = self.model.net, self.datamodule
+        need = max(net.context_samples(data.segment_samples), *net.reach_samples())
+        rate = data.hparams.sample_rate
+        if data.hparams.context is None:
+            data.set_context_samples(need)
+        elif data.context_samples < need:
+            log.warning(
+                "data.context is %.3f s but this %s-depth%d net reads %.3f s on each side: "
+                "outputs near the loss region's edges see zeros (see real_context_fraction); "
+                "raise --data.context to at least %.3f for a fair comparison.",
+                data.context_samples / rate,
+                net.family,
+                net.depth,
+                need / rate,
+                need / rate,
+            )
+
     def instantiate_trainer(self, **kwargs):
         self.run_dir, name, sweep = self._run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._resolve_context()
         trainer_config = self._get(self.config_init, "trainer", default={})
         configured = trainer_config.get("callbacks") or []
         plugins = trainer_config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
-        checkpoint = ModelCheckpoint(
-            dirpath=self.run_dir / "checkpoints",
-            filename="best-epoch{epoch}-step{step}",
-            auto_insert_metric_name=False,
-            monitor=MONITOR,
-            mode=MONITOR_MODE,
-            save_last=True,
+        # The budget replaces Lightning's Timer, which would count validation and saving.
+        self.budget = TrainingBudget(
+            budget_seconds(trainer_config.get("max_time")),
+            self.run_config.run.val_every_seconds,
         )
         kwargs.update(
+            max_time=None,
             plugins=[*plugins, AtomicCheckpointIO()],
             default_root_dir=str(self.run_dir),
             logger=[
                 self._wandb_logger(self.run_dir, name, sweep),
                 CSVLogger(str(self.run_dir), name="", version=""),
             ],
-            callbacks=[*configured, checkpoint, RunRecord(self.run_dir, name, sweep)],
+            callbacks=[
+                *configured,
+                self.budget,
+                FairnessRecord(),
+                RunCheckpoint(self.run_dir / "checkpoints", self.budget),
+                RunRecord(self.run_dir, name, sweep),
+            ],
         )
         return super().instantiate_trainer(**kwargs)
 

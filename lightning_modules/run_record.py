@@ -1,7 +1,8 @@
 """Records a run for W&B's dashboards and for ``make report``: its config at the start
 (dimension, depth, preset, loss, parameters, receptive field) and its final figures
 at the end (best ``val/sdr``, ``val/mse``, epochs and steps done inside the budget,
-wall time, peak GPU memory), named the same in W&B and in ``summary.json``."""
+training time, peak GPU memory, and the ``fairness`` record), named the same in W&B
+and in ``summary.json``."""
 
 from __future__ import annotations
 
@@ -13,11 +14,26 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
 from ablation.constants import MONITOR, VAL_LOSS, VAL_MSE
 from ablation.runs import SUMMARY, WANDB_RUN
+from lightning_modules.budget import TrainingBudget
+from lightning_modules.fairness import FairnessRecord
+
+
+def _find(trainer: L.Trainer, kind: type) -> Any:
+    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
+
+
+def fairness_record(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+    """The ``fairness`` object: data fingerprint, real context and the budget's figures."""
+    budget, data = _find(trainer, TrainingBudget), _find(trainer, FairnessRecord)
+    record = data.record(pl_module, trainer.datamodule) if data and trainer.datamodule else {}
+    record.update(budget.record() if budget else {})
+    record["steps"] = trainer.global_step
+    return record
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -75,8 +91,8 @@ class RunRecord(Callback):
             )
 
     def summary(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
-        checkpoint = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
-        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        checkpoint = _find(trainer, ModelCheckpoint)
+        fairness = fairness_record(trainer, pl_module)
         metrics = trainer.callback_metrics
         best = checkpoint.best_model_score
         return {
@@ -90,11 +106,12 @@ class RunRecord(Callback):
             "last_val_sdr": float(metrics[MONITOR]) if MONITOR in metrics else None,
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
-            "train_seconds": timer.time_elapsed("train") if timer else None,
-            "budget_seconds": timer._duration if timer else None,  # noqa: SLF001 (no public getter)
+            "train_seconds": fairness.get("train_seconds"),
+            "budget_seconds": fairness.get("budget_seconds"),
             "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30
             if torch.cuda.is_available()
             else 0.0,
+            "fairness": fairness,
         }
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -103,7 +120,13 @@ class RunRecord(Callback):
         summary = self.summary(trainer, pl_module)
         logger = self._wandb(trainer)
         if logger is not None:
-            logger.experiment.summary.update(
-                {f"final/{k}": v for k, v in summary.items() if isinstance(v, int | float)}
+            figures = {f"final/{k}": v for k, v in summary.items() if isinstance(v, int | float)}
+            figures.update(
+                {
+                    f"fairness/{k}": v
+                    for k, v in summary["fairness"].items()
+                    if isinstance(v, int | float | str)
+                }
             )
+            logger.experiment.summary.update(figures)
         write_json(self.run_dir / SUMMARY, summary)

@@ -41,8 +41,11 @@ def loss_name(stage_loss: str, source: str) -> str:
 class SeparationModule(L.LightningModule):
     """Trains any separation net of :mod:`ablation.nets` on stems batches.
 
-    Batches are stems ``(batch, sources, channels, time)``; the mixture is their
-    sum. ``training_step`` and ``validation_step`` share :meth:`model_step`.
+    Batches are stems ``(batch, sources, channels, window)``: a loss region of
+    ``segment`` seconds with the same real-audio context on both sides; the
+    mixture is their sum. The net reads the context it needs and estimates the
+    loss region, where losses and metrics are computed.
+    ``training_step`` and ``validation_step`` share :meth:`model_step`.
     Logged: ``train/loss`` and ``val/loss`` (and per source, ``.../<source>``),
     ``val/mse`` (the seed study's figure, whatever the training loss),
     ``val/sdr/<source>`` and their mean ``val/sdr``, the checkpoint monitor.
@@ -59,8 +62,9 @@ class SeparationModule(L.LightningModule):
         sources: source names, in the order of the stems' sources axis.
         channels: audio channels of the data, when given checked against the net's.
         sample_rate: sample rate of the audio, in Hz.
-        segment: training segment length in seconds (the default separation
-            segment of the checkpoint).
+        segment: length of the loss region of a batch item, in seconds (the
+            default separation segment of the checkpoint); the context of a
+            batch is whatever its items hold around it.
         loss: ``"mse"``, ``"l1"``, ``"si-sdr"``, ``"mrstft"`` or a dict of them to
             coefficients (see :func:`ablation.losses.build_loss`).
         loss_weights: per-source weights: None (equal), one number per source,
@@ -101,6 +105,7 @@ class SeparationModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.sources = tuple(sources)
+        self.segment_samples = round(segment * sample_rate)
         self.net = build(dict(net_config))
         self._check_net(channels)
         # The complete config (presets resolved) is what rebuilds this net later;
@@ -136,12 +141,27 @@ class SeparationModule(L.LightningModule):
         return self.net(mixture)
 
     # ---- steps ------------------------------------------------------------------------
-    def model_step(self, stems: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        """stems ``(batch, sources, channels, time)`` -> ``(loss, per-source loss, estimates)``."""
-        estimates = self(stems.sum(1))
-        assert estimates.shape == stems.shape, (estimates.shape, stems.shape)
-        total, per_source = self.loss(estimates, stems)
-        return total, per_source, estimates
+    def context_of(self, stems: Tensor) -> int:
+        """Context samples per side of a batch: what its window holds beyond the loss region."""
+        extra = stems.shape[-1] - self.segment_samples
+        if extra < 0 or extra % 2:
+            raise ValueError(
+                f"expected batch items of {self.segment_samples} loss-region samples plus the "
+                f"same context on both sides, got {stems.shape[-1]} samples: the module's "
+                f"segment and sample_rate must be the data's (they are linked in the CLI)."
+            )
+        return extra // 2
+
+    def model_step(self, stems: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+        """stems ``(batch, sources, channels, window)`` -> ``(loss, per-source loss,
+        estimates, references)``, the last two ``(batch, sources, channels, segment)``
+        on the loss region."""
+        context = self.context_of(stems)
+        estimates = self.net(stems.sum(1), context)
+        references = stems[..., context : context + self.segment_samples]
+        assert estimates.shape == references.shape, (estimates.shape, references.shape)
+        total, per_source = self.loss(estimates, references)
+        return total, per_source, estimates, references
 
     def _log_loss(self, name: str, total: Tensor, per_source: dict[str, Tensor], n: int) -> None:
         stage_val = name == VAL_LOSS
@@ -150,22 +170,25 @@ class SeparationModule(L.LightningModule):
             self.log(loss_name(name, source), value, batch_size=n, sync_dist=stage_val)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        total, per_source, _ = self.model_step(batch)
+        total, per_source, _, _ = self.model_step(batch)
         self._log_loss(TRAIN_LOSS, total, per_source, batch.shape[0])
         return total
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
-        total, per_source, estimates = self.model_step(batch)
+        total, per_source, estimates, references = self.model_step(batch)
         n = batch.shape[0]
         self._log_loss(VAL_LOSS, total, per_source, n)
         self.log(
-            VAL_MSE, F.mse_loss(estimates.float(), batch.float()), batch_size=n, sync_dist=True
+            VAL_MSE,
+            F.mse_loss(estimates.float(), references.float()),
+            batch_size=n,
+            sync_dist=True,
         )
-        scores = sdr(estimates, batch).mean(0)
+        scores = sdr(estimates, references).mean(0)
         for source, score in zip(self.sources, scores, strict=True):
             self.log(val_sdr(source), score, batch_size=n, sync_dist=True)
         self.log(VAL_SDR, scores.mean(), prog_bar=True, batch_size=n, sync_dist=True)
-        return {"estimates": estimates.detach()}
+        return {"estimates": estimates.detach(), "references": references}
 
     # ---- optimization -----------------------------------------------------------------
     def configure_optimizers(self):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import musdb
 import numpy as np
@@ -64,9 +63,10 @@ def test_both_forms_give_identical_stems(musdb_sample, tmp_path):
 def test_loader_shapes_and_targets(toy_root, tmp_path):
     dm = make_dm(toy_root, tmp_path, targets="2stems")
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    batch, positions = next(iter(dm.train_dataloader()))
     assert dm.sources == ("vocals", "accompaniment")
     assert batch.shape == (4, 2, 2, dm.segment_samples) and batch.dtype == torch.float32
+    assert positions == [0, 1, 2, 3]
     dm.setup("test")
     stems, names = next(iter(dm.test_dataloader()))
     assert stems.shape[:3] == (1, 2, 2) and names[0].startswith("toy000")
@@ -138,11 +138,15 @@ def test_training_segments_are_reproducible_and_vary(toy_root, tmp_path):
     dm = make_dm(toy_root, tmp_path)
     dm.setup("fit")
     draws = []
-    for seed in (0, 0, 1):
-        torch.manual_seed(seed)
+    for torch_seed in (0, 1):
+        # torch's global RNG (what a net's initialisation consumes) changes nothing
+        torch.manual_seed(torch_seed)
         draws.append(dm.train_set[0])
     torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)
-    assert not torch.equal(draws[0], draws[2])
+    assert not torch.equal(draws[0], dm.train_set[1])  # another position, another window
+    other_seed = make_dm(toy_root, tmp_path, seed=1)
+    other_seed.setup("fit")
+    assert not torch.equal(draws[0], other_seed.train_set[0])
 
 
 def test_remix_draws_sources_from_different_tracks(tmp_path):
@@ -172,10 +176,11 @@ def test_remix_draws_sources_from_different_tracks(tmp_path):
 def test_augmentation_runs_in_training_only_and_keeps_the_mixture_a_sum(toy_root, tmp_path):
     dm = make_dm(toy_root, tmp_path)
     batch = torch.randn(8, 4, 2, 1000)
-    dm.trainer = SimpleNamespace(training=False)
+    # validation and test batches are plain stems: untouched
     assert torch.equal(dm.on_after_batch_transfer(batch.clone(), 0), batch)
-    dm.trainer = SimpleNamespace(training=True)
-    augmented = dm.on_after_batch_transfer(batch.clone(), 0)
+    # training batches carry their stream positions, the source of their draws
+    augmented = dm.on_after_batch_transfer((batch.clone(), list(range(8))), 0)
+    assert dm.last_positions == list(range(8))
     assert augmented.shape == batch.shape and not torch.equal(augmented, batch)
     swapped = flipped = 0
     for ref, out in zip(batch.flatten(0, 1), augmented.flatten(0, 1), strict=True):
@@ -193,16 +198,21 @@ def test_augmentation_runs_in_training_only_and_keeps_the_mixture_a_sum(toy_root
     assert not torch.allclose(augmented.sum(1), batch.sum(1))
 
 
-def test_augmentation_is_seeded(toy_root, tmp_path):
+def test_augmentation_is_seeded_by_data_seed_and_position(toy_root, tmp_path):
     stems = torch.randn(4, 4, 2, 100)
-    outs = [make_dm(toy_root, tmp_path, seed=s).augment(stems) for s in (3, 3, 4)]
+    outs = [make_dm(toy_root, tmp_path, seed=s).augment(stems, [0, 1, 2, 3]) for s in (3, 3, 4)]
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+    later = make_dm(toy_root, tmp_path, seed=3).augment(stems, [4, 5, 6, 7])
+    assert not torch.equal(outs[0], later)
+    # an item's draws depend on its own position only, not on its batch neighbours
+    alone = make_dm(toy_root, tmp_path, seed=3).augment(stems[2:3], [2])
+    assert torch.equal(alone[0], outs[0][2])
 
 
 def test_worker_processes_map_the_cache(toy_root, tmp_path):
     dm = make_dm(toy_root, tmp_path, num_workers=2)
     dm.setup("fit")
-    batches = list(dm.train_dataloader())
+    batches = [stems for stems, _ in dm.train_dataloader()]
     assert len(batches) == 2 and all(b.abs().sum() > 0 for b in batches)  # 2 tracks x 4
 
 

@@ -229,5 +229,40 @@ def test_report_of_a_real_tiny_sweep(toy_root, tmp_path, monkeypatch):
         assert row["steps"] > 0 and row["parameters"] > 0 and np.isfinite(row["val loss"])
         assert np.isfinite(row["test SDR vocals"]) and np.isfinite(row["test MSE vocals"])
     assert list(table.configuration[:2]) == ["1d depth2", "1d depth3"]
+    # two cells of one sweep trained on the same bytes under the same budget
+    fairness = pd.read_csv(report.parent / "fairness.csv").set_index("run")
+    assert fairness["data fingerprint"].nunique() == 1 and fairness["budget (s)"].nunique() == 1
+    assert "All runs share" in report.read_text()
     for name in ["val_loss", "sdr_boxplot", "sdr_vs_depth", "sdr_vs_compute"]:
         assert (report.parent / f"{name}.png").exists(), name
+
+
+def test_fairness_section_names_the_run_that_differs(tmp_path, capsys):
+    sweep = tmp_path / "runs" / "depths"
+    record = {"data_fingerprint": "ab" * 32, "budget_seconds": 90.0, "context_seconds": 0.9,
+              "segment_seconds": 1.0, "data_seed": 0, "train_seconds": 90.2,
+              "excluded_seconds": 4.0, "steps": 30, "real_context_fraction": 1.0}  # fmt: skip
+    changes = {"1d-depth2-seed0": {}, "1d-depth2-seed1": {}, "1d-depth3-seed0": {}}
+    changes["1d-depth3-seed0"] = {"data_fingerprint": "cd" * 32, "budget_seconds": 60.0}
+    folders = []
+    for name, change in changes.items():
+        run, _ = write_run(sweep, name, int(name[8]), int(name[-1]), evaluated=False)
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "fairness": {**record, **change}}))
+        folders.append(run)
+    path = build_report(folders, tmp_path / "out", "depths", wandb_log=False)
+    text = path.read_text()
+    problems = [line for line in text.splitlines() if "differs from" in line]
+    assert "## Fairness" in text and "Not comparable" in text
+    assert any("1d-depth3-seed0: data fingerprint" in p for p in problems)
+    assert any("1d-depth3-seed0: budget (s) 60.0" in p for p in problems)
+    assert not any("seed1" in p or "1d-depth2-seed0:" in p for p in problems)
+    assert "1d-depth3-seed0: data fingerprint" in capsys.readouterr().out  # printed too
+    fairness = pd.read_csv(path.parent / "fairness.csv").set_index("run")
+    assert fairness.loc["1d-depth2-seed1", "real context"] == 1.0
+    # the same runs, all agreeing, get no complaint
+    for run in folders:
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "fairness": record}))
+    text = build_report(folders, tmp_path / "out2", "depths", wandb_log=False).read_text()
+    assert "All runs share" in text and "Not comparable" not in text

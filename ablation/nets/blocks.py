@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -41,6 +42,19 @@ class SeparationNet(nn.Module):
         """Receptive field of one output sample, in input samples."""
         return self.receptive_field()
 
+    def reach_samples(self) -> tuple[int, int]:
+        """``(before, after)``: how far before and after an output sample the
+        input samples it depends on reach, at most over positions. An output is
+        computed from real audio alone when that much real audio surrounds it."""
+        raise NotImplementedError
+
+    def context_samples(self, region: int) -> int:
+        """Samples of input the net reads on each side (the larger side) to
+        estimate ``region`` samples: :meth:`reach_samples` plus whatever the
+        net's length grid adds. ``forward(mixture, context)`` with at least this
+        much real context around the region computes nothing on zeros."""
+        raise NotImplementedError
+
     def macs_per_second(self, sample_rate: int = 44100) -> float:
         """Multiply-accumulates of one forward call on one second of mono or
         multichannel audio (batch 1), measured with ``FlopCounterMode``.
@@ -73,13 +87,21 @@ class SeparationNet(nn.Module):
             "macs_per_second": self.macs_per_second(sample_rate),
         }
 
-    def _check_mixture(self, mixture: Tensor) -> None:
+    def _check_mixture(self, mixture: Tensor, context: int = 0) -> int:
+        """Check the input and return the length of the region to estimate."""
         if mixture.dim() != 3 or mixture.shape[1] != self.channels:
             raise ValueError(
                 f"{type(self).__name__} expects a mixture (batch, {self.channels}, time), "
                 f"got shape {tuple(mixture.shape)}; build the net with "
                 f"channels={mixture.shape[-2] if mixture.dim() >= 2 else '?'} or fix the input."
             )
+        region = mixture.shape[-1] - 2 * context
+        if context < 0 or region < 1:
+            raise ValueError(
+                f"context must be >= 0 samples per side and leave a region of >= 1 sample, "
+                f"got context={context} for a mixture of {mixture.shape[-1]} samples."
+            )
+        return region
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -136,6 +158,19 @@ def center_crop(x: Tensor, length: int, dim: int = -1) -> Tensor:
     if excess < 0 or excess % 2:
         raise ValueError(f"cannot centre-crop size {x.shape[dim]} to {length}.")
     return x.narrow(dim, excess // 2, length)
+
+
+def take(x: Tensor, start: int, length: int) -> Tensor:
+    """``x[..., start : start + length]``, with zeros where that lies outside ``x``."""
+    end = start + length
+    inside = x[..., max(start, 0) : max(min(end, x.shape[-1]), 0)]
+    return F.pad(inside, (max(-start, 0), length - inside.shape[-1] - max(-start, 0)))
+
+
+def hull_reach(hull: "Hull", offset: int = 0) -> tuple[int, int]:
+    """``(before, after)`` reach of a hull whose output ``q`` sits at input ``q + offset``."""
+    positions = torch.arange(len(hull[0])) + offset
+    return int((positions - hull[0]).max()), int((hull[1] - positions).max())
 
 
 def ceil_to_multiple(value: int, multiple: int) -> int:

@@ -41,6 +41,8 @@ _SPLEETER: dict[str, Any] = {
     "filters": 16,
     "kernel_size": 5,
     "leaky_slope": 0.2,
+    "conv_activation": "leaky_relu",
+    "deconv_activation": "relu",
     "batch_norm": True,
     "dropout": 0.5,
     "dropout_levels": 3,
@@ -50,6 +52,7 @@ _SPLEETER: dict[str, Any] = {
     "bins": 1024,
     "input_mode": "magnitude",
     "output": "mask",
+    "ratio_mask": True,
     "input_norm": "batchnorm",
 }
 
@@ -61,7 +64,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "wave-unet-m6": {**_WAVE_UNET_M4, "sources": 4},
     # Spleeter (Jansson et al. 2017 U-Net): one U-Net per source, 16 to 512 filters.
     "spleeter-2stems": {**_SPLEETER, "sources": 2},
-    "spleeter-4stems": {**_SPLEETER, "sources": 4},
+    # Spleeter's 4stems.json trains with ELU in the encoder and the decoder.
+    "spleeter-4stems": {
+        **_SPLEETER,
+        "sources": 4,
+        "conv_activation": "elu",
+        "deconv_activation": "elu",
+    },
     # Oh et al. 2018: one U-Net whose output channels are the sources'
     # magnitude spectrograms. The STFT geometry is Spleeter's, so the 2-D
     # presets differ only in the structure they are named after.
@@ -70,6 +79,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sources": 4,
         "separate_unets": False,
         "output": "spectrogram",
+        "ratio_mask": False,
     },
 }
 

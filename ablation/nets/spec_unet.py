@@ -9,14 +9,19 @@ The STFT is a layer of the net, so the net maps waveforms to waveforms like
    and imaginary parts of ``X * log1p(|X|) / |X|`` as two channels per audio
    channel (``"complex"``), then the input normalization (a layer with its own
    parameters and running statistics, saved in the ``state_dict``).
-3. Zero padding of the bin and frame axes to multiples of ``2**depth``; the
-   U-Net(s); crop back.
+3. Zero padding of the bin axis to a multiple of ``2**depth``; the U-Net(s);
+   crop back. The frame axis is never padded: the net reads a window of real
+   audio around the region whose frame count is a multiple of ``2**depth``
+   (``forward(mixture, context)``; zeros only where the mixture ends).
 4. Heads turning the U-Net output into one complex spectrogram per source:
 
    =============  ===========  ================================================
    input_mode     output       source spectrogram ``S``
    =============  ===========  ================================================
-   magnitude      mask         ``sigmoid(y) * X`` (ratio mask, mixture phase)
+   magnitude      mask         ``sigmoid(y) * X``; with ``ratio_mask`` (Spleeter)
+                               ``e_i = sigmoid(y_i) |X|`` become the ratio mask
+                               ``(e_i^2 + eps/n) / (sum_j e_j^2 + eps)`` on ``X``,
+                               so the sources add up to the mixture
    magnitude      spectrogram  ``expm1(softplus(log1p|X| + y)) * sgn(X)``
                                (compressed magnitude, mixture phase)
    complex        mask         ``(tanh(y_re) + i tanh(y_im)) * X`` (bounded
@@ -54,17 +59,23 @@ from ablation.nets.blocks import (
     check_odd,
     conv_reads,
     follow,
+    hull_reach,
     hull_span,
     identity_hull,
     init_convolutions,
     merge,
+    take,
     transposed_reads,
 )
-from ablation.spectral import ISTFT, MAX_LOG_MAGNITUDE, STFT, compress, decompress
+from ablation.spectral import ISTFT, MAX_LOG_MAGNITUDE, STFT, compress, decompress, num_frames
 
 InputMode = Literal["magnitude", "complex"]
 SpecOutput = Literal["mask", "spectrogram"]
 InputNorm = Literal["batchnorm", "affine", "none"]
+Activation = Literal["leaky_relu", "relu", "elu"]
+
+# Spleeter's EPSILON in its ratio masks.
+RATIO_EPS = 1e-10
 
 # Spleeter's last layer: a 4x4 convolution with dilation 2 after the last up level.
 HEAD_KERNEL = 4
@@ -81,7 +92,10 @@ class SpecUNet(SeparationNet):
         filters: filters of the first level, doubled at every level (Spleeter: 16,
             so 16 to 512 at depth 6).
         kernel_size: square kernel of every strided (transposed) convolution.
-        leaky_slope: negative slope of the encoder's LeakyReLU (decoder: ReLU).
+        leaky_slope: negative slope of a ``"leaky_relu"`` activation.
+        conv_activation: activation of the encoder levels (Spleeter's 2stems:
+            LeakyReLU; 4stems: ELU).
+        deconv_activation: activation of the decoder levels (2stems: ReLU; 4stems: ELU).
         batch_norm: batch norm after every encoder and decoder convolution.
         dropout: dropout probability on the first ``dropout_levels`` decoder levels.
         dropout_levels: how many of the deepest decoder levels use dropout
@@ -94,6 +108,8 @@ class SpecUNet(SeparationNet):
         input_mode: ``"magnitude"`` (mixture phase reused) or ``"complex"``
             (real and imaginary parts as channels).
         output: ``"mask"`` or ``"spectrogram"`` (see the module docstring).
+        ratio_mask: with magnitude masks, Spleeter's ratio mask across sources
+            (separation exponent 2) instead of each sigmoid mask alone.
         input_norm: ``"batchnorm"`` (per channel and bin, learned affine and
             running statistics), ``"affine"`` (per channel and bin learned
             scale and shift only) or ``"none"``; always after ``log1p``.
@@ -115,6 +131,8 @@ class SpecUNet(SeparationNet):
         filters: int = 16,
         kernel_size: int = 5,
         leaky_slope: float = 0.2,
+        conv_activation: Activation = "leaky_relu",
+        deconv_activation: Activation = "relu",
         batch_norm: bool = True,
         dropout: float = 0.5,
         dropout_levels: int = 3,
@@ -126,6 +144,7 @@ class SpecUNet(SeparationNet):
         # Input and output
         input_mode: InputMode = "magnitude",
         output: SpecOutput = "mask",
+        ratio_mask: bool = False,
         input_norm: InputNorm = "batchnorm",
     ) -> None:
         super().__init__()
@@ -134,6 +153,7 @@ class SpecUNet(SeparationNet):
         self.sources, self.channels, self.depth, self.bins = sources, channels, depth, bins
         self.complex_input = input_mode == "complex"
         self.mask = output == "mask"
+        self.ratio_mask = ratio_mask and self.mask and not self.complex_input
         self.stft = STFT(n_fft, hop_length)
         self.istft = ISTFT(n_fft, hop_length)
         parts = 2 if self.complex_input else 1
@@ -147,6 +167,8 @@ class SpecUNet(SeparationNet):
                 filters=filters,
                 kernel_size=kernel_size,
                 leaky_slope=leaky_slope,
+                conv_activation=conv_activation,
+                deconv_activation=deconv_activation,
                 batch_norm=batch_norm,
                 dropout=dropout,
                 dropout_levels=dropout_levels,
@@ -172,16 +194,52 @@ class SpecUNet(SeparationNet):
         ``receptive_field()`` frames, and each frame spans ``n_fft`` samples."""
         return (self.receptive_field() - 1) * self.stft.hop_length + 2 * self.stft.n_fft
 
-    def forward(self, mixture: Tensor) -> Tensor:
+    def reach_samples(self) -> tuple[int, int]:
+        """See :meth:`SeparationNet.reach_samples`: an output sample overlaps frames
+        whose centres lie within ``n_fft / 2``, each reads the U-Net's reach in
+        frames, and each of those frames spans ``n_fft / 2`` on each side."""
+        hop, n_fft = self.stft.hop_length, self.stft.n_fft
+        return tuple(n_fft + frames * hop for frames in self.unets[0].reach())
+
+    def _window(self, region: int, context: int) -> tuple[int, int]:
+        """``(read_from, length)`` relative to the region's start: the reach (as far
+        as ``context`` allows), extended with audio on both sides until the frame
+        count is a multiple of ``2**depth``."""
+        before, after = (min(context, reach) for reach in self.reach_samples())
+        length = before + region + after
+        hop, multiple = self.stft.hop_length, 2**self.depth
+        frames = ceil_to_multiple(num_frames(length, hop), multiple)
+        if frames != num_frames(length, hop):
+            extra = (frames - 1) * hop - length
+            # What the context holds goes first; zeros only where it runs out.
+            more_before = min(extra // 2, context - before)
+            before, length = before + more_before, length + extra
+        return -before, length
+
+    def context_samples(self, region: int) -> int:
+        """See :meth:`SeparationNet.context_samples`."""
+        start, length = self._window(region, max(self.reach_samples()) + self.stft.n_fft * 4)
+        return max(-start, start + length - region)
+
+    def forward(self, mixture: Tensor, context: int = 0) -> Tensor:
         """Separate a mixture.
 
         Args:
-            mixture: ``(batch, channels, time)``, any ``time >= 1``.
+            mixture: ``(batch, channels, time)``: the region to estimate with
+                ``context`` samples of real audio on each side.
+            context: samples per side around the region, ``time - 2 * context >= 1``.
 
         Returns:
-            estimates ``(batch, sources, channels, time)``.
+            estimates ``(batch, sources, channels, time - 2 * context)`` of the region.
         """
-        self._check_mixture(mixture)
+        region = self._check_mixture(mixture, context)
+        start, length = self._window(region, context)
+        window = take(mixture, context + start, length)
+        return self._separate(window)[..., -start : -start + region]
+
+    def _separate(self, mixture: Tensor) -> Tensor:
+        """``(b, c, time)`` whose frame count is a multiple of ``2**depth`` ->
+        ``(b, s, c, time)``."""
         spectrogram = self.stft(mixture)[:, :, : self.bins]  # (b, c, bins, frames)
         features = self.input_norm(self._features(spectrogram))
         outputs = self._run_unets(features)  # (b, s * c * parts, bins, frames)
@@ -201,26 +259,21 @@ class SpecUNet(SeparationNet):
         return rearrange(parts, "b c f n p -> b (c p) f n")
 
     def _run_unets(self, features: Tensor) -> Tensor:
-        """Pad bins and frames to multiples of ``2**depth``, run, crop back."""
+        """Pad bins to a multiple of ``2**depth``, run, crop back (frames already are one)."""
         bins, frames = features.shape[-2:]
         multiple = 2**self.depth
-        padded = F.pad(
-            features,
-            (
-                0,
-                ceil_to_multiple(frames, multiple) - frames,
-                0,
-                ceil_to_multiple(bins, multiple) - bins,
-            ),
-        )
+        assert frames % multiple == 0, (frames, multiple)
+        padded = F.pad(features, (0, 0, 0, ceil_to_multiple(bins, multiple) - bins))
         outputs = torch.cat([unet(padded) for unet in self.unets], dim=1)
-        return outputs[..., :bins, :frames]
+        return outputs[..., :bins, :]
 
     def _head(self, outputs: Tensor, mixture: Tensor) -> Tensor:
         """U-Net outputs ``(b, s, c, f, n, parts)`` and mixture spectrogram
         ``(b, 1, c, f, n)`` complex -> source spectrograms ``(b, s, c, f, n)`` complex."""
         if not self.complex_input:
             y = outputs[..., 0]
+            if self.ratio_mask:
+                return _ratio_mask(torch.sigmoid(y.float()) * mixture.abs()) * mixture
             if self.mask:
                 return torch.sigmoid(y) * mixture
             compressed = F.softplus(torch.log1p(mixture.abs()) + y)
@@ -264,6 +317,8 @@ class UNet2d(nn.Module):
         filters: int = 16,
         kernel_size: int = 5,
         leaky_slope: float = 0.2,
+        conv_activation: Activation = "leaky_relu",
+        deconv_activation: Activation = "relu",
         batch_norm: bool = True,
         dropout: float = 0.5,
         dropout_levels: int = 3,
@@ -272,7 +327,9 @@ class UNet2d(nn.Module):
         self.depth, self.kernel_size = depth, kernel_size
         widths = [filters * 2**level for level in range(depth)]
         self.encoder = nn.ModuleList(
-            _down_level(c_in, c_out, kernel_size, leaky_slope, batch_norm)
+            _down_level(
+                c_in, c_out, kernel_size, activation(conv_activation, leaky_slope), batch_norm
+            )
             for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True)
         )
         # Decoder level i (deepest first) reads the level below (concatenated
@@ -286,6 +343,7 @@ class UNet2d(nn.Module):
                 c_in,
                 c_out,
                 kernel_size,
+                activation(deconv_activation, leaky_slope),
                 batch_norm,
                 dropout if level < min(dropout_levels, depth - 1) else 0.0,
             )
@@ -302,6 +360,13 @@ class UNet2d(nn.Module):
         Exact: the dependency span of every output position is followed through
         the layers (see :mod:`ablation.nets.blocks`).
         """
+        return hull_span(self._hull())
+
+    def reach(self) -> tuple[int, int]:
+        """``(before, after)`` positions an output position's inputs reach, at most."""
+        return hull_reach(self._hull())
+
+    def _hull(self):
         # Long enough that interior positions do not feel the zero padding.
         length = 2**self.depth * 4 * (self.kernel_size + HEAD_KERNEL * HEAD_DILATION)
         hull = identity_hull(length)
@@ -314,7 +379,7 @@ class UNet2d(nn.Module):
             if index > 0:
                 hull = merge(hull, skips.pop())
             hull = follow(hull, *transposed_reads(level[0], len(hull[0])))
-        return hull_span(follow(hull, *conv_reads(self.head, len(hull[0]))))
+        return follow(hull, *conv_reads(self.head, len(hull[0])))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, in_channels, freq, frames) -> (batch, out_channels, freq, frames)``,
@@ -343,24 +408,36 @@ def _shrink_heads(unets: nn.ModuleList, factor: float = 1e-2) -> None:
             unet.head.bias.zero_()
 
 
+def _ratio_mask(estimates: Tensor) -> Tensor:
+    """Spleeter's masks from source magnitudes ``(b, s, ...)``: ``(e_i^2 + eps/n) /
+    (sum_j e_j^2 + eps)``; they sum to one over sources, in float32."""
+    power = estimates.float().square()
+    return (power + RATIO_EPS / power.shape[1]) / (power.sum(1, keepdim=True) + RATIO_EPS)
+
+
+def activation(name: str, slope: float) -> nn.Module:
+    """``"leaky_relu"`` (with ``slope``), ``"relu"`` or ``"elu"``."""
+    return {"leaky_relu": lambda: nn.LeakyReLU(slope), "relu": nn.ReLU, "elu": nn.ELU}[name]()
+
+
 def _down_level(
-    c_in: int, c_out: int, kernel: int, slope: float, batch_norm: bool
+    c_in: int, c_out: int, kernel: int, act: nn.Module, batch_norm: bool
 ) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride=2, padding=kernel // 2),
         nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(),
-        nn.LeakyReLU(slope),
+        act,
     )
 
 
 def _up_level(
-    c_in: int, c_out: int, kernel: int, batch_norm: bool, dropout: float
+    c_in: int, c_out: int, kernel: int, act: nn.Module, batch_norm: bool, dropout: float
 ) -> nn.Sequential:
     # padding kernel // 2 with output_padding 1 doubles the size exactly, like
     # TensorFlow's "same" transposed convolution in Spleeter.
     return nn.Sequential(
         nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=kernel // 2, output_padding=1),
-        nn.ReLU(),
+        act,
         nn.BatchNorm2d(c_out) if batch_norm else nn.Identity(),
         nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
     )
@@ -415,6 +492,13 @@ def _check_arguments(config: dict) -> None:
     check_choice("input_mode", config["input_mode"], InputMode.__args__)
     check_choice("output", config["output"], SpecOutput.__args__)
     check_choice("input_norm", config["input_norm"], InputNorm.__args__)
+    check_choice("conv_activation", config["conv_activation"], Activation.__args__)
+    check_choice("deconv_activation", config["deconv_activation"], Activation.__args__)
+    if config["ratio_mask"] and config["sources"] < 2:
+        raise ValueError(
+            "ratio_mask=True needs sources >= 2 (one source would always get the whole "
+            f"mixture), got sources={config['sources']}; use ratio_mask=False."
+        )
     if not 0.0 <= config["dropout"] < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {config['dropout']!r}.")
     if config["bins"] > config["n_fft"] // 2 + 1:

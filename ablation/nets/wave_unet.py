@@ -15,10 +15,14 @@ the way, so every level stays centred on the same samples):
 - linear / learned interpolation, transposed convolution (kernel 3, stride 2,
   padding 1): ``n -> 2n - 1`` (the new samples lie between the old ones)
 
-The net pads the mixture with zeros as context so that the output covers every
-input sample, then crops to ``time``. With ``padding="same"`` every convolution
-keeps its length, resampling halves or doubles it exactly, and the mixture is
-padded at the end to a multiple of ``2**depth``.
+``forward(mixture, context)`` estimates the region between ``context`` samples
+at both ends of ``mixture``: the valid net reads the input context it needs from
+that real audio (its output length grows in steps of ``2**depth``, so it may read
+a little more on the right) and zeros only where the mixture ends. With
+``context=0`` the whole mixture is the region and the context is zeros. With
+``padding="same"`` every convolution keeps its length, resampling halves or
+doubles it exactly; the net reads its receptive-field reach around the region
+and the input is extended on the right to a multiple of ``2**depth``.
 """
 
 from typing import Literal
@@ -38,10 +42,12 @@ from ablation.nets.blocks import (
     conv_reads,
     crop_hull,
     follow,
+    hull_reach,
     hull_span,
     identity_hull,
     init_convolutions,
     merge,
+    take,
     transposed_reads,
 )
 
@@ -183,10 +189,37 @@ class WaveUNet(SeparationNet):
         little larger than the input context ``input_length - output_length + 1``
         because interpolated samples read two neighbours.
         """
-        input_length, _ = self.valid_lengths(2 ** (self.depth + 1))
+        return hull_span(self._hull()[0])
+
+    def reach_samples(self) -> tuple[int, int]:
+        """See :meth:`SeparationNet.reach_samples` (exact, from the same hull)."""
+        hull, offset = self._hull()
+        return hull_reach(hull, offset)
+
+    def _window(self, region: int, context: int) -> tuple[int, int, int]:
+        """``(read_from, input_length, output_offset)``: where, relative to the
+        region's start, the net's input starts, its length, and where in the
+        output the region starts."""
+        if self.valid:
+            input_length, output_length = self.valid_lengths(region)
+            left = (input_length - output_length) // 2
+            return -left, input_length, 0
+        before, after = (min(context, reach) for reach in self.reach_samples())
+        length = ceil_to_multiple(before + region + after, 2**self.depth)
+        return -before, length, before
+
+    def context_samples(self, region: int) -> int:
+        """See :meth:`SeparationNet.context_samples`."""
+        start, length, _ = self._window(region, max(self.reach_samples()))
+        return max(-start, start + length - region)
+
+    def _hull(self):
+        """Dependency hull of every output position, and the input position of output 0."""
+        input_length, output_length = self.valid_lengths(2 ** (self.depth + 1))
+        offset = (input_length - output_length) // 2
         if not self.valid:
             # Long enough that interior positions do not feel the zero padding.
-            input_length = ceil_to_multiple(2 * input_length, 2**self.depth)
+            input_length, offset = ceil_to_multiple(2 * input_length, 2**self.depth), 0
         hull = identity_hull(input_length)
         skips = []
         for conv, downsample in zip(self.down_convs, self.downsamplers, strict=True):
@@ -199,22 +232,23 @@ class WaveUNet(SeparationNet):
             hull = follow(hull, *upsample.reads(len(hull[0])))
             hull = merge(hull, crop_hull(skip, len(hull[0])))
             hull = follow(hull, *conv_reads(conv, len(hull[0])))
-        return hull_span(hull)
+        return hull, offset
 
     # ----------------------------------------------------------------- forward
-    def forward(self, mixture: Tensor) -> Tensor:
+    def forward(self, mixture: Tensor, context: int = 0) -> Tensor:
         """Separate a mixture.
 
         Args:
-            mixture: ``(batch, channels, time)``, any ``time >= 1``.
+            mixture: ``(batch, channels, time)``: the region to estimate with
+                ``context`` samples of real audio on each side.
+            context: samples per side around the region, ``time - 2 * context >= 1``.
 
         Returns:
-            estimates ``(batch, sources, channels, time)``; with
-            ``output="difference"`` they sum to ``mixture`` over ``sources``.
+            estimates ``(batch, sources, channels, time - 2 * context)`` of the
+            region; with ``output="difference"`` they sum to its mixture.
         """
-        self._check_mixture(mixture)
-        time = mixture.shape[-1]
-        padded, aligned_mixture = self._pad(mixture)
+        time = self._check_mixture(mixture, context)
+        padded, aligned_mixture, offset = self._pad(mixture, context, time)
         features = self._unet(padded)
         features = torch.cat([features, aligned_mixture], dim=1)
         estimates = self.output_activation(self.output_conv(features))
@@ -222,19 +256,17 @@ class WaveUNet(SeparationNet):
         if self.difference:
             rest = aligned_mixture - estimates.sum(dim=1)
             estimates = torch.cat([estimates, rest.unsqueeze(1)], dim=1)
-        return estimates[..., :time]
+        return estimates[..., offset : offset + time]
 
-    def _pad(self, mixture: Tensor) -> tuple[Tensor, Tensor]:
-        """Pad the mixture with zeros for the net; also return the mixture
-        aligned with the net's output (the centre crop of the padded input)."""
-        time = mixture.shape[-1]
+    def _pad(self, mixture: Tensor, context: int, region: int) -> tuple[Tensor, Tensor, int]:
+        """The net's input, read around the region (zeros only outside ``mixture``),
+        the mixture aligned with the net's output, and where the region starts in it."""
+        start, length, offset = self._window(region, context)
+        padded = take(mixture, context + start, length)
         if not self.valid:
-            padded = F.pad(mixture, (0, ceil_to_multiple(time, 2**self.depth) - time))
-            return padded, padded
-        input_length, output_length = self.valid_lengths(time)
-        left = (input_length - output_length) // 2
-        padded = F.pad(mixture, (left, input_length - left - time))
-        return padded, padded[..., left : left + output_length]
+            return padded, padded, offset
+        _, output_length = self.valid_lengths(region)
+        return padded, padded[..., -start : -start + output_length], 0
 
     def _unet(self, x: Tensor) -> Tensor:
         """``(batch, channels, input_length) -> (batch, filters, output_length)``."""

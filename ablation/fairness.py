@@ -1,0 +1,75 @@
+"""Reading and checking the fairness records of a sweep's runs (``summary.json`` ->
+``fairness``, written by :mod:`lightning_modules.fairness` and the budget).
+
+Two runs of one sweep must share what the fairness rule fixes: the data they
+trained on (fingerprint, data seed, segment, context) and the training budget.
+:func:`fairness_problems` names every run that differs from the rest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablation.runs import SUMMARY, read_json
+
+# What every run of a sweep must share, with how the report names it.
+SHARED = {
+    "data_fingerprint": "data fingerprint",
+    "budget_seconds": "budget (s)",
+    "context_seconds": "context (s)",
+    "segment_seconds": "segment (s)",
+    "data_seed": "data seed",
+}
+# Shown beside them: what each run did with the shared setting.
+SHOWN = {
+    "train_seconds": "trained (s)",
+    "excluded_seconds": "excluded (s)",
+    "steps": "steps",
+    "real_context_fraction": "real context",
+}
+
+
+def read_fairness(run_dir: Path) -> dict[str, Any]:
+    """The ``fairness`` object of a run's ``summary.json`` ({} when absent)."""
+    return read_json(Path(run_dir) / SUMMARY).get("fairness") or {}
+
+
+def fairness_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per run (index: run name), the shared settings and what each run did."""
+    columns = {**SHARED, **SHOWN}
+    rows = {
+        run: {label: rec.get(key) for key, label in columns.items()} for run, rec in records.items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(columns.values()))
+
+
+def fairness_problems(records: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per run and shared setting where the run differs from the majority,
+    or has no fairness record at all."""
+    problems = [
+        f"{run}: no fairness record (summary.json without 'fairness': trained before "
+        f"records existed or not finished)"
+        for run, rec in records.items()
+        if not rec
+    ]
+    recorded = {run: rec for run, rec in records.items() if rec}
+    for key, label in SHARED.items():
+        values = Counter(_comparable(rec.get(key)) for rec in recorded.values())
+        if len(values) < 2:
+            continue
+        majority = values.most_common(1)[0][0]
+        problems += [
+            f"{run}: {label} {rec.get(key)!r} differs from the other runs' {majority!r}"
+            for run, rec in recorded.items()
+            if _comparable(rec.get(key)) != majority
+        ]
+    return problems
+
+
+def _comparable(value: Any) -> Any:
+    # Durations are computed from samples and rates: equal settings agree to 1e-6 s.
+    return round(value, 6) if isinstance(value, float) else value
