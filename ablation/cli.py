@@ -1,13 +1,38 @@
 """The ``ablation`` command: LightningCLI for fit/validate/test plus the suite's own
 subcommands. This is the only module of the suite that parses arguments
-(DESIGN.md, style rule 1); every subcommand calls a typed library function."""
+(DESIGN.md, style rule 1); every subcommand calls a typed library function.
+
+A user error (bad data, argument or checkpoint) ends a command with one line on
+stderr and exit code 1; ``ABLATION_DEBUG=1`` shows its traceback instead."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+DEBUG_ENV = "ABLATION_DEBUG"
+
+
+@contextmanager
+def one_line_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Turn the user errors ``kinds`` into ``error: <message>`` and exit code 1."""
+    try:
+        yield
+    except kinds as err:
+        if os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+            raise
+        raise SystemExit(f"error: {_root_cause(err)}") from None
+
+
+def _root_cause(err: BaseException) -> str:
+    # jsonargparse wraps a class's ValueError in a report of every subtype it tried.
+    while isinstance(err.__cause__, Exception):
+        err = err.__cause__
+    return " ".join(str(err).split())
 
 
 def _toy_data(argv: Sequence[str]) -> None:
@@ -60,7 +85,7 @@ def _sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--offline", action="store_true", help="never contact W&B")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors(SweepError):
         code = run_sweep(
             args.sweep,
             args.gpus,
@@ -69,8 +94,6 @@ def _sweep(argv: Sequence[str]) -> None:
             args.root,
             offline=True if args.offline else None,
         )
-    except SweepError as err:
-        raise SystemExit(f"error: {err}") from None
     raise SystemExit(code)
 
 
@@ -111,12 +134,10 @@ def _separate(argv: Sequence[str]) -> None:
         out = args.out
         if out is not None and len(args.songs) > 1:
             out = f"{args.out}/{Path(song).stem}"
-        try:
+        with one_line_errors(SeparationError):
             paths = separate_file(
                 args.ckpt, song, out, args.segment, args.overlap, args.batch_size, device
             )
-        except SeparationError as err:
-            raise SystemExit(f"error: {err}") from None
         print(f"{song}: " + ", ".join(str(p) for p in paths.values()))
 
 
@@ -152,7 +173,7 @@ def _eval(argv: Sequence[str]) -> None:
     root = args.root or os.environ.get("MUSDB_PATH")
     if root is None or (args.ckpt is None and args.baseline is None):
         parser.error("give --root (or set MUSDB_PATH) and --ckpt and/or --baseline")
-    try:
+    with one_line_errors(EvaluationError, DataError):
         out = evaluate_checkpoint(
             args.ckpt,
             root,
@@ -164,8 +185,6 @@ def _eval(argv: Sequence[str]) -> None:
             args.device,
             not args.no_wandb,
         )
-    except (EvaluationError, DataError) as err:
-        raise SystemExit(f"error: {err}") from None
     print(f"evaluation written to {out}")
 
 
@@ -187,10 +206,8 @@ def _report(argv: Sequence[str]) -> None:
         sweep_dir = Path(args.runs_dir) / Path(args.sweep).stem
         folders += sorted(p for p in sweep_dir.glob("*") if p.is_dir())
     name = Path(args.sweep).stem if args.sweep else "runs"
-    try:
+    with one_line_errors(ReportError):
         path = build_report(folders, Path(args.out or f"results/{name}"), name, not args.no_wandb)
-    except ReportError as err:
-        raise SystemExit(f"error: {err}") from None
     print(f"report written to {path}")
 
 
@@ -215,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
         from lightning_modules.cli import run_lightning_cli  # Lightning only when training
 
-        run_lightning_cli(argv)
+        # ValueError covers DataError and every argument a module or net refuses.
+        with one_line_errors(ValueError):
+            run_lightning_cli(argv)
         return
     names = ", ".join([*LIGHTNING_SUBCOMMANDS, *SUBCOMMANDS])
     raise SystemExit(f"usage: ablation {{{names}}} ...\n(run `ablation SUBCOMMAND --help`)")

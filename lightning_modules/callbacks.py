@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -164,6 +165,8 @@ def spectrogram_image(signal: Tensor, n_fft: int = 2048, top_db: float = 80.0) -
     """A colour image of the dB magnitude spectrogram of ``signal (channels, time)``
     (channels averaged), low frequencies at the bottom: ``(bins, frames, 3)`` uint8."""
     mono = signal.float().mean(0)
+    # A short training segment would be shorter than the window (torch.stft refuses).
+    n_fft = min(n_fft, 2 ** int(math.log2(max(mono.shape[-1], 4))))
     window = torch.hann_window(n_fft, device=mono.device)
     spectrum = torch.stft(mono, n_fft, n_fft // 4, window=window, return_complex=True).abs()
     db = 20 * torch.log10(spectrum.clamp(min=1e-8))

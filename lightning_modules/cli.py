@@ -41,10 +41,24 @@ from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
 from lightning_modules.budget import TrainingBudget, budget_seconds
 from lightning_modules.fairness import FairnessRecord
-from lightning_modules.run_record import RunRecord
+from lightning_modules.run_record import TMP_SUFFIX, RunRecord
 from lightning_modules.separation import SeparationModule
 
 log = logging.getLogger(__name__)
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed run left behind."""
+    leftovers = [
+        *run_dir.glob(f"*{TMP_SUFFIX}"),
+        *(run_dir / "checkpoints").glob(f"*{PARTIAL_SUFFIX}"),
+    ]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -54,7 +68,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
+        partial = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
         super().save_checkpoint(checkpoint, partial, storage_options)
         os.replace(partial, path)
 
@@ -197,6 +211,7 @@ class AblationCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         self.run_dir, name, sweep = self._run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.run_dir)
         self._resolve_context()
         trainer_config = self._get(self.config_init, "trainer", default={})
         configured = trainer_config.get("callbacks") or []

@@ -7,6 +7,7 @@ and in ``summary.json``."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,8 @@ from ablation.runs import SUMMARY, WANDB_RUN
 from lightning_modules.budget import TrainingBudget
 from lightning_modules.fairness import FairnessRecord
 
+TMP_SUFFIX = ".tmp"
+
 
 def _find(trainer: L.Trainer, kind: type) -> Any:
     return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
@@ -36,11 +39,24 @@ def fairness_record(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[st
     return record
 
 
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, at any depth:
+    standard JSON has no NaN or Infinity, and strict readers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(item) for item in value]
+    return value
+
+
 def write_json(path: Path, data: dict) -> None:
-    """Write then rename: an interrupted write never leaves a truncated file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    """Write then rename: an interrupted write never leaves a truncated file (a
+    leftover ``*.tmp`` is removed by the next run of the folder)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
+        json.dump(finite_or_none(data), f, indent=2, default=str, allow_nan=False)
     os.replace(tmp, path)
 
 

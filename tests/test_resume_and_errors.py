@@ -1,0 +1,95 @@
+"""Resume keeps what a user did, and user errors stop ``ablation fit`` in one line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablation.cli import main
+from ablation.runs import expand_cell
+from lightning_modules.callbacks import spectrogram_image
+from lightning_modules.cli import AblationCLI
+from lightning_modules.run_record import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = str(REPO / "sweeps" / "demo_base.yaml")
+
+
+@pytest.fixture
+def fit_env(tmp_path, toy_root, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("ABLATION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ABLATION_DEBUG", raising=False)
+    return toy_root
+
+
+def fit_args(tmp_path: Path, root: Path, *extra: str) -> list[str]:
+    return [
+        "fit", "--config", BASE, "--cell=1d-depth2", "--model.filters=4",
+        "--trainer.max_time=00:00:00:05", f"--data.root={root}", f"--run.dir={tmp_path / 'runs'}",
+        "--run.name=run", *extra,
+    ]  # fmt: skip
+
+
+def refuse_constants(name: str):
+    raise AssertionError(f"non-standard JSON constant {name}")
+
+
+# ---- item 9: summary.json, one-line errors, short segments, leftovers ----------------------
+def test_write_json_writes_standard_json_with_null_for_non_finite(tmp_path):
+    path = tmp_path / "summary.json"
+    write_json(path, {"sdr": -math.inf, "mse": math.nan, "ok": 1.5, "fair": {"x": [math.inf]}})
+    data = json.loads(path.read_text(), parse_constant=refuse_constants)
+    assert data == {"sdr": None, "mse": None, "ok": 1.5, "fair": {"x": [None]}}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+@pytest.mark.parametrize("samples", [1024, 700])
+def test_spectrogram_image_of_a_segment_shorter_than_its_window(samples):
+    image = spectrogram_image(torch.randn(2, samples))
+    assert image.ndim == 3 and image.shape[-1] == 3 and image.shape[0] > 1
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ("--cell=1d-deep2", "is not a grid cell"),
+        ("--model.depth=0", "depth"),
+        ("--data.targets=oboe", "oboe"),
+    ],
+)
+def test_fit_answers_a_user_error_in_one_line(fit_env, tmp_path, change, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*fit_args(tmp_path, fit_env), change])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and expected in message
+    assert "\n" not in message.strip()
+
+
+def test_fit_refuses_a_missing_root_in_one_line_and_debug_shows_the_traceback(
+    fit_env, tmp_path, monkeypatch
+):
+    args = fit_args(tmp_path, tmp_path / "no-such-root")
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert str(exit_info.value.code).startswith("error: ")
+    assert "no-such-root" in str(exit_info.value.code)
+    monkeypatch.setenv("ABLATION_DEBUG", "1")
+    with pytest.raises(ValueError, match="no-such-root"):
+        main(args)
+
+
+def test_a_new_run_of_a_folder_removes_leftover_temporary_files(fit_env, tmp_path):
+    run = tmp_path / "runs" / "adhoc" / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    leftovers = [run / "tmpa1b2.tmp", run / ".summary.json.x9.tmp"]
+    leftovers.append(run / "checkpoints" / ".last.ckpt.partial")
+    kept = run / "checkpoints" / "best.ckpt"
+    for path in [*leftovers, kept]:
+        path.write_bytes(b"half")
+    AblationCLI(expand_cell(fit_args(tmp_path, fit_env)[1:]), run=False)
+    assert [p for p in leftovers if p.exists()] == [] and kept.exists()
