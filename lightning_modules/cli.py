@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -40,6 +40,7 @@ from ablation.runs import (
 from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
 from lightning_modules.budget import TrainingBudget, budget_seconds
+from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
 from lightning_modules.run_record import TMP_SUFFIX, RunRecord
 from lightning_modules.separation import SeparationModule
@@ -228,7 +229,7 @@ class AblationCLI(LightningCLI):
             default_root_dir=str(self.run_dir),
             logger=[
                 self._wandb_logger(self.run_dir, name, sweep),
-                CSVLogger(str(self.run_dir), name="", version=""),
+                AppendingCSVLogger(str(self.run_dir), name="", version=""),
             ],
             callbacks=[
                 *configured,
@@ -236,6 +237,7 @@ class AblationCLI(LightningCLI):
                 FairnessRecord(),
                 RunCheckpoint(self.run_dir / "checkpoints", self.budget),
                 RunRecord(self.run_dir, name, sweep),
+                TrimMetricsOnResume(),
             ],
         )
         return super().instantiate_trainer(**kwargs)

@@ -6,10 +6,12 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from ablation.cli import main
+from ablation.constants import TRAIN_LOSS
 from ablation.runs import expand_cell
 from lightning_modules.callbacks import spectrogram_image
 from lightning_modules.cli import AblationCLI
@@ -93,3 +95,37 @@ def test_a_new_run_of_a_folder_removes_leftover_temporary_files(fit_env, tmp_pat
         path.write_bytes(b"half")
     AblationCLI(expand_cell(fit_args(tmp_path, fit_env)[1:]), run=False)
     assert [p for p in leftovers if p.exists()] == [] and kept.exists()
+
+
+# ---- item 2: metrics.csv survives resume -------------------------------------------------
+def fit_steps(tmp_path: Path, root: Path, steps: int, *extra: str) -> Path:
+    """A fit that stops after ``steps`` steps; returns its run folder."""
+    main(
+        [
+            *fit_args(tmp_path, root, *extra),
+            "--trainer.max_time=00:00:02:00",
+            f"--trainer.max_steps={steps}",
+            "--trainer.log_every_n_steps=1",
+        ]
+    )
+    return tmp_path / "runs" / "adhoc" / "run"
+
+
+def train_loss_steps(run: Path) -> list[int]:
+    rows = pd.read_csv(run / "metrics.csv")
+    return sorted(rows.loc[rows[TRAIN_LOSS].notna(), "step"].astype(int))
+
+
+def test_metrics_csv_keeps_every_step_once_across_resumes(fit_env, tmp_path):
+    run = fit_steps(tmp_path, fit_env, 3)
+    assert train_loss_steps(run) == [0, 1, 2]
+    # A kill after the last save: the summary is missing and rows past step 3 were logged.
+    (run / "summary.json").unlink()
+    rows = pd.read_csv(run / "metrics.csv")
+    lost = pd.DataFrame({"step": [3, 4], TRAIN_LOSS: [-1.0, -1.0]}, columns=rows.columns)
+    lost.to_csv(run / "metrics.csv", mode="a", header=False, index=False)
+    fit_steps(tmp_path, fit_env, 5)
+    (run / "summary.json").unlink()
+    fit_steps(tmp_path, fit_env, 7)
+    assert train_loss_steps(run) == [0, 1, 2, 3, 4, 5, 6]
+    assert (pd.read_csv(run / "metrics.csv")[TRAIN_LOSS] != -1.0).all()
