@@ -85,7 +85,12 @@ class TrimMetricsOnResume(Callback):
 
     def state_dict(self) -> dict[str, int]:
         writer = self._writer(self._trainer) if self._trainer is not None else None
-        return {"rows": writer.rows} if writer is not None else {}
+        if writer is None:
+            return {}
+        # CSVLogger flushes every 100 steps: the rows logged before this save must be
+        # on disk, or a kill would lose them while the count keeps their place.
+        writer.save()
+        return {"rows": writer.rows}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self.resumed_rows = state_dict.get("rows")
