@@ -57,19 +57,36 @@ def fairness_problems(records: dict[str, dict[str, Any]]) -> list[str]:
         if not rec
     ]
     recorded = {run: rec for run, rec in records.items() if rec}
+    shared = _common_batches(recorded.values())
     for key, label in SHARED.items():
-        values = Counter(_comparable(rec.get(key)) for rec in recorded.values())
+        values = Counter(_comparable(rec, key, shared) for rec in recorded.values())
         if len(values) < 2:
             continue
         majority = values.most_common(1)[0][0]
         problems += [
-            f"{run}: {label} {rec.get(key)!r} differs from the other runs' {majority!r}"
+            f"{run}: {label} {_shown(_comparable(rec, key, shared))} differs from the other "
+            f"runs' {_shown(majority)}"
             for run, rec in recorded.items()
-            if _comparable(rec.get(key)) != majority
+            if _comparable(rec, key, shared) != majority
         ]
     return problems
 
 
-def _comparable(value: Any) -> Any:
+def _common_batches(records) -> int | None:
+    """Batches every run hashed (a run may stop before 32), None if one lacks digests."""
+    counts = [len(rec.get("batch_digests") or []) for rec in records]
+    return min(counts) if counts and min(counts) > 0 else None
+
+
+def _comparable(record: dict[str, Any], key: str, batches: int | None) -> Any:
+    if key == "data_fingerprint" and batches is not None:
+        return tuple(record["batch_digests"][:batches])
+    value = record.get(key)
     # Durations are computed from samples and rates: equal settings agree to 1e-6 s.
     return round(value, 6) if isinstance(value, float) else value
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):  # per-batch digests: the first one names them
+        return f"(batches {value[0]}…)" if value else "()"
+    return repr(value)

@@ -81,6 +81,8 @@ class FairnessRecord(Callback):
         return {
             "data_fingerprint": digest.hexdigest() if self.digests else None,
             "fingerprint_batches": len(self.digests),
+            # per batch, so runs that stopped before 32 batches compare on what they share
+            "batch_digests": [self.digests[index][:16] for index in sorted(self.digests)],
             "data_seed": datamodule.hparams.seed,
             "segment_seconds": segment / rate,
             "context_seconds": datamodule.context_samples / rate,

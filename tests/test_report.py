@@ -266,3 +266,15 @@ def test_fairness_section_names_the_run_that_differs(tmp_path, capsys):
         (run / "summary.json").write_text(json.dumps({**summary, "fairness": record}))
     text = build_report(folders, tmp_path / "out2", "depths", wandb_log=False).read_text()
     assert "All runs share" in text and "Not comparable" not in text
+    # a run that stopped after fewer batches is compared on the batches it hashed
+    digests = [f"{i:016x}" for i in range(32)]
+    for run, count in zip(folders, (32, 32, 20), strict=True):
+        summary = json.loads((run / "summary.json").read_text())
+        fair = {**record, "data_fingerprint": str(count), "batch_digests": digests[:count]}
+        (run / "summary.json").write_text(json.dumps({**summary, "fairness": fair}))
+    text = build_report(folders, tmp_path / "out3", "depths", wandb_log=False).read_text()
+    assert "All runs share" in text
+    fair["batch_digests"] = ["f" * 16, *digests[1:20]]  # the last run saw other data
+    (folders[-1] / "summary.json").write_text(json.dumps({**summary, "fairness": fair}))
+    text = build_report(folders, tmp_path / "out4", "depths", wandb_log=False).read_text()
+    assert "1d-depth3-seed0: data fingerprint (batches ffffffffffffffff" in text
