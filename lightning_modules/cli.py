@@ -15,12 +15,15 @@ and every run records its fairness evidence (:mod:`lightning_modules.fairness`).
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
@@ -72,6 +75,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         partial = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
         super().save_checkpoint(checkpoint, partial, storage_options)
         os.replace(partial, path)
+
+
+def net_hparams(hparams: dict) -> dict | None:
+    """The module class and net arguments a checkpoint was trained with, as a
+    ``--model`` config; None for a checkpoint written outside the CLI (no class path)."""
+    class_path = hparams.get("_class_path")
+    if class_path is None:
+        return None
+    module, name = class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    shared = inspect.signature(SeparationModule).parameters
+    net = [key for key in inspect.signature(cls).parameters if key not in shared]
+    return {"class_path": class_path, "init_args": {k: hparams[k] for k in net if k in hparams}}
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -155,6 +171,20 @@ class AblationCLI(LightningCLI):
         parser.link_arguments("data.sources", "model.init_args.sources", apply_on="instantiate")
         for name in ("channels", "sample_rate", "segment"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}")
+
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path``: the checkpoint's module class and net arguments override the
+        config (its weights fit no other net); data, loss and optimization stay as
+        configured, so a resume can lower the learning rate. Lightning's own version
+        applies every saved hyper-parameter, ``net_config`` too, which no module takes."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        net = net_hparams(checkpoint.get("hyper_parameters", {}))
+        if net is not None:
+            self.config = self.parser.parse_object({subcommand: {"model": net}}, self.config)
 
     # ---- the run folder -----------------------------------------------------------------
     @property

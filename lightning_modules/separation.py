@@ -10,6 +10,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from ablation.constants import (
@@ -26,11 +27,13 @@ from ablation.constants import (
 from ablation.losses import build_loss
 from ablation.metrics import sdr
 from ablation.nets import build
+from ablation.separate import separate
 from lightning_modules.callbacks import default_callbacks
 
 Scheduler = Literal["constant", "cosine", "plateau"]
 # Prefix of the figures of ``net.describe()`` among the logged hyper-parameters.
 NET_PREFIX = "net"
+TEST = "test"
 
 
 def loss_name(stage_loss: str, source: str) -> str:
@@ -190,6 +193,17 @@ class SeparationModule(L.LightningModule):
         self.log(VAL_SDR, scores.mean(), prog_bar=True, batch_size=n, sync_dist=True)
         return {"estimates": estimates.detach(), "references": references}
 
+    def test_step(self, batch: tuple[Tensor, list[str]], batch_idx: int) -> None:
+        """A whole test track, separated by overlap-add as ``ablation separate`` does."""
+        stems = batch[0][0]
+        estimates = separate(self.net, stems.sum(0), self.segment_samples)[None]
+        references = stems.float().cpu()[None]
+        self.log(f"{TEST}/mse", F.mse_loss(estimates, references), batch_size=1)
+        scores = sdr(estimates, references).mean(0)
+        for source, score in zip(self.sources, scores, strict=True):
+            self.log(f"{TEST}/sdr/{source}", score, batch_size=1)
+        self.log(f"{TEST}/sdr", scores.mean(), batch_size=1)
+
     # ---- optimization -----------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
@@ -224,6 +238,23 @@ class SeparationModule(L.LightningModule):
         raise ValueError(
             f"unknown scheduler {hp.scheduler!r}: expected 'constant', 'cosine' or 'plateau'."
         )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._checkpoint_lr = checkpoint.get("hyper_parameters", {}).get("lr")
+
+    def on_train_start(self) -> None:
+        """A resume restores the checkpoint's learning rate with the optimizer state;
+        a newly configured one wins, so "lower the learning rate, then resume" works."""
+        old, new = getattr(self, "_checkpoint_lr", None), self.hparams.lr
+        if old is None or old == new:
+            return
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] = new
+        for config in self.trainer.lr_scheduler_configs:
+            if hasattr(config.scheduler, "base_lrs"):
+                config.scheduler.base_lrs = [new] * len(config.scheduler.base_lrs)
+        rank_zero_info(f"resumed with the configured learning rate {new:g} (checkpoint: {old:g})")
 
     # ---- logging ------------------------------------------------------------------------
     def configure_callbacks(self) -> list[Callback]:

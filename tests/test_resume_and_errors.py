@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -129,3 +130,39 @@ def test_metrics_csv_keeps_every_step_once_across_resumes(fit_env, tmp_path):
     fit_steps(tmp_path, fit_env, 7)
     assert train_loss_steps(run) == [0, 1, 2, 3, 4, 5, 6]
     assert (pd.read_csv(run / "metrics.csv")[TRAIN_LOSS] != -1.0).all()
+
+
+# ---- item 6: --ckpt_path, and a resume with a new learning rate -------------------------
+@pytest.fixture(scope="module")
+def first_run(toy_root, tmp_path_factory) -> tuple[Path, Path]:
+    """A 2-step 1d run written by the CLI: (its tmp folder, its last.ckpt)."""
+    tmp = tmp_path_factory.mktemp("first")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_MODE", "offline")
+        patch.setenv("ABLATION_CACHE", str(tmp / "cache"))
+        run = fit_steps(tmp, toy_root, 2)
+    return tmp, run / "checkpoints" / "last.ckpt"
+
+
+def test_fit_from_ckpt_path_continues_with_the_configured_learning_rate(
+    fit_env, first_run, tmp_path, caplog
+):
+    _, ckpt = first_run
+    caplog.set_level(logging.INFO)
+    run = fit_steps(tmp_path, fit_env, 4, f"--ckpt_path={ckpt}", "--model.lr=1e-4")
+    assert json.loads((run / "summary.json").read_text())["steps"] == 4
+    rates = pd.read_csv(run / "metrics.csv").filter(like="lr-").stack().dropna()
+    assert len(rates) > 0 and (rates == 1e-4).all()
+    assert "configured learning rate 0.0001 (checkpoint: 0.0003)" in caplog.text
+
+
+@pytest.mark.parametrize("subcommand, metric", [("validate", "val/sdr"), ("test", "test/sdr")])
+def test_validate_and_test_load_a_suite_checkpoint(
+    fit_env, first_run, tmp_path, subcommand, metric
+):
+    _, ckpt = first_run
+    # The checkpoint's net wins over a config that names another one.
+    args = [subcommand, "--config", BASE, "--cell=2d-depth3", f"--data.root={fit_env}"]
+    main([*args, f"--run.dir={tmp_path}", "--run.name=check", f"--ckpt_path={ckpt}"])
+    metrics = pd.read_csv(tmp_path / "adhoc" / "check" / "metrics.csv")
+    assert metric in metrics and metrics[metric].notna().any()
