@@ -10,12 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from test_modules import SEGMENT, trainer
 
 from ablation.cli import main
-from ablation.constants import TRAIN_LOSS
+from ablation.constants import MONITOR, MONITOR_MODE, TRAIN_LOSS
 from ablation.runs import expand_cell
+from datamodules import MUSDBDataModule
+from lightning_modules import WaveUNetModule
 from lightning_modules.callbacks import spectrogram_image
-from lightning_modules.cli import AblationCLI
+from lightning_modules.cli import AblationCLI, RunCheckpoint
 from lightning_modules.run_record import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,3 +170,66 @@ def test_validate_and_test_load_a_suite_checkpoint(
     main([*args, f"--run.dir={tmp_path}", "--run.name=check", f"--ckpt_path={ckpt}"])
     metrics = pd.read_csv(tmp_path / "adhoc" / "check" / "metrics.csv")
     assert metric in metrics and metrics[metric].notna().any()
+
+
+# ---- item 1: last.ckpt is the latest state, whatever the monitor did ----------------------
+class FallingSDR(WaveUNetModule):
+    """``val/sdr`` gets worse at every validation, so no top-k file is saved after the
+    first; records the step held by ``last.ckpt`` once each validation has ended."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.last_ckpt_steps: list[tuple[int, int]] = []
+
+    def validation_step(self, batch, batch_idx):
+        self.log(MONITOR, -float(self.global_step), batch_size=batch.shape[0])
+
+    def on_validation_end(self) -> None:
+        last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        saved = torch.load(last, weights_only=False)["global_step"] if last.exists() else None
+        self.last_ckpt_steps.append((self.trainer.global_step, saved))
+
+
+@pytest.fixture
+def toy_data(toy_root, tmp_path) -> MUSDBDataModule:
+    """Six batches of two segments per epoch."""
+    return MUSDBDataModule(
+        root=str(toy_root), cache_dir=str(tmp_path / "cache"), segment=SEGMENT, batch_size=2,
+        num_workers=0, segments_per_track=4, progress=False,
+    )  # fmt: skip
+
+
+def fit_falling(tmp_path: Path, datamodule, checkpoint) -> FallingSDR:
+    module = FallingSDR(depth=2, filters=4, segment=SEGMENT, example_every_n_epochs=0)
+    fit = trainer(
+        tmp_path, max_steps=7, val_check_interval=2, limit_val_batches=1,
+        num_sanity_val_steps=0, enable_checkpointing=True, callbacks=[checkpoint],
+    )  # fmt: skip
+    fit.fit(module, datamodule=datamodule)
+    return module
+
+
+def test_last_ckpt_follows_every_validation_and_the_end_in_a_flat_stretch(tmp_path, toy_data):
+    checkpoint = RunCheckpoint(tmp_path / "checkpoints")
+    module = fit_falling(tmp_path, toy_data, checkpoint)
+    assert module.last_ckpt_steps == [(2, 2), (4, 4), (6, 6)]
+    # The end of training (step 7, no validation there) is saved too.
+    final = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert final["global_step"] == 7
+    assert len(list((tmp_path / "checkpoints").glob("best-*.ckpt"))) == 1
+
+
+def test_lightning_alone_keeps_last_ckpt_at_the_best_step_in_a_flat_stretch(tmp_path, toy_data):
+    """Why RunCheckpoint exists: the same run under a plain ModelCheckpoint."""
+    checkpoint = ModelCheckpoint(
+        tmp_path / "checkpoints", monitor=MONITOR, mode=MONITOR_MODE, save_last=True
+    )
+    module = fit_falling(tmp_path, toy_data, checkpoint)
+    assert module.last_ckpt_steps == [(2, 2), (4, 2), (6, 2)]
+
+
+def test_a_finished_run_last_ckpt_holds_its_final_step(fit_env, tmp_path):
+    run = fit_steps(tmp_path, fit_env, 3, "--run.val_every_seconds=1000")
+    steps = json.loads((run / "summary.json").read_text())["steps"]
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert steps == 3 and last["global_step"] == 3
