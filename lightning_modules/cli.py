@@ -11,6 +11,8 @@ segment are linked into the model. Every run writes into its own folder
 ``--run.val_every_seconds`` validates on that clock. ``last.ckpt`` is rewritten at
 every validation and at the end, the best checkpoint by ``val/sdr`` is kept apart,
 and every run records its fairness evidence (:mod:`lightning_modules.fairness`).
+Skip and resume refuse arguments that differ from the run's ``config.yaml`` in what
+is trained (:mod:`lightning_modules.run_args`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
@@ -45,6 +48,7 @@ from datamodules import MUSDBDataModule
 from lightning_modules.budget import TrainingBudget, budget_seconds
 from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
+from lightning_modules.run_args import check_same_args
 from lightning_modules.run_record import TMP_SUFFIX, RunRecord
 from lightning_modules.separation import SeparationModule
 
@@ -273,11 +277,19 @@ class AblationCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     # ---- fit with skip and resume ---------------------------------------------------
+    def _current_args(self) -> dict:
+        """This run's arguments as ``config.yaml`` will hold them."""
+        return yaml.safe_load(self._parser(self.subcommand).dump(self.run_config, skip_none=False))
+
     def fit(self, model, datamodule=None, ckpt_path=None, **kwargs) -> None:
+        # Checked before trainer.fit, which rewrites config.yaml and hparams.yaml.
         if is_done(self.run_dir):
+            check_same_args(self.run_dir, self._current_args(), "be skipped as finished")
             print(f"{self.run_dir}: finished earlier (summary.json present), skipping")
             return
         last = last_checkpoint(self.run_dir)
+        if last is not None:
+            check_same_args(self.run_dir, self._current_args(), "resume")
         if ckpt_path is None and last is not None:
             print(f"{self.run_dir}: resuming from {last}")
             ckpt_path = str(last)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -233,3 +234,53 @@ def test_a_finished_run_last_ckpt_holds_its_final_step(fit_env, tmp_path):
     steps = json.loads((run / "summary.json").read_text())["steps"]
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert steps == 3 and last["global_step"] == 3
+
+
+# ---- item 7: a run folder keeps its arguments; a copied folder resumes from its own ------
+def copied_run(first_run, tmp_path: Path, finished: bool) -> Path:
+    """The 2-step first run copied into this test's run.dir (another folder than it ran
+    in); unfinished: killed after its last save, as if its summary was never written."""
+    source = first_run[1].parents[1]
+    run = tmp_path / "runs" / "adhoc" / "run"
+    shutil.copytree(source, run)
+    if not finished:
+        (run / "summary.json").unlink()
+    return run
+
+
+def contents(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (run / "config.yaml", run / "hparams.yaml")}
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["skip", "resume"])
+def test_a_changed_argument_is_refused_in_one_line_naming_it(
+    fit_env, first_run, tmp_path, finished
+):
+    run = copied_run(first_run, tmp_path, finished)
+    before = contents(run)
+    with pytest.raises(SystemExit) as exit_info:
+        fit_steps(tmp_path, fit_env, 4, "--data.sample_rate=22050", "--seed_everything=3")
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "data.sample_rate 11025 -> 22050" in message and "seed_everything 0 -> 3" in message
+    assert "--run.name" in message and "model.depth" not in message
+    assert contents(run) == before and not (run / "checkpoints" / "last-v1.ckpt").exists()
+
+
+def test_places_logging_and_the_learning_rate_do_not_count_on_resume(fit_env, first_run, tmp_path):
+    run = copied_run(first_run, tmp_path, finished=False)
+    root = f"{fit_env}/../{fit_env.name}/."
+    changes = [f"--data.root={root}", "--run.project=elsewhere", "--data.num_workers=1"]
+    changes += ["--trainer.log_every_n_steps=2", "--model.lr=1e-4", "--trainer.devices=1"]
+    fit_steps(tmp_path, fit_env, 4, *changes)
+    assert json.loads((run / "summary.json").read_text())["steps"] == 4
+
+
+def test_a_copied_run_folder_resumes_from_its_own_last_ckpt(fit_env, first_run, tmp_path, capsys):
+    run = copied_run(first_run, tmp_path, finished=False)
+    fit_steps(tmp_path, fit_env, 4)
+    assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in capsys.readouterr().out
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 4
+    assert json.loads((run / "summary.json").read_text())["steps"] == 4
