@@ -1,6 +1,10 @@
 """Names shared by every layer of the suite, defined once (DESIGN.md, style rule 6)."""
 
 SAMPLE_RATE = 44100
+# The W&B project every run, evaluation and report logs to unless WANDB_PROJECT is set.
+WANDB_PROJECT = "unet-ablation"
+# The file that marks a folder as an evaluation of `ablation eval` (and says of what).
+EVALUATION_MANIFEST = "evaluation.json"
 SOURCES: tuple[str, ...] = ("drums", "bass", "other", "vocals")
 # Target sets a user can ask for by name; any subset of SOURCES works too.
 TARGET_SETS: dict[str, tuple[str, ...]] = {

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ablation.constants import SOURCES
-from ablation.runs import SUMMARY, last_checkpoint, read_json
+from ablation.files import read_json
+from ablation.runs import SUMMARY, last_checkpoint
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
 TOY = dict(n_train=8, n_test=3, duration=8.0)

@@ -54,7 +54,16 @@ import torchaudio
 from tqdm.auto import tqdm
 
 from ablation.children import die_with_parent, terminate_children_on_sigterm
-from ablation.constants import SAMPLE_RATE, SOURCES, target_names
+from ablation.constants import (
+    EVALUATION_MANIFEST,
+    SAMPLE_RATE,
+    SOURCES,
+    WANDB_PROJECT,
+    target_names,
+)
+from ablation.errors import AblationError
+from ablation.files import read_json, write_text
+from ablation.tables import markdown_table
 
 BASELINES = ("mixture", "gain", "oracle-irm")
 BACKENDS = ("torch", "museval")
@@ -72,11 +81,10 @@ MUSDB_CHANNELS = 2
 # What a single-source model's estimate is scored against: everything else.
 COMPLEMENT = "rest"
 
-MANIFEST = "evaluation.json"
-DEFAULT_WANDB_PROJECT = "unet-ablation"
+MANIFEST = EVALUATION_MANIFEST
 
 
-class EvaluationError(ValueError):
+class EvaluationError(AblationError):
     """A problem with an evaluation request, phrased for the user: what, found, remedy."""
 
 
@@ -408,7 +416,7 @@ def score_track_file(plan: Plan, name: str) -> dict[str, Any]:
     finally:
         for source in track.sources.values():
             source.audio = None  # drop the decoded audio: the track object stays cached
-    write_atomic(plan.track_file(name), store.json)
+    write_text(plan.track_file(name), store.json)
     return {
         "track": name,
         "seconds": len(mixture) / plan.sample_rate,
@@ -442,14 +450,6 @@ def _score(plan: Plan, track: Any) -> tuple[Any, np.ndarray, list[str]]:
     )
     store.validate()
     return store, mixture, silent
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def read_track_file(path: Path, targets: Sequence[str]) -> dict | None:
@@ -647,7 +647,7 @@ def _claim_out(out: Path, manifest: dict) -> None:
                 f"{', '.join(f'{k}={manifest[k]!r}' for k in differs)}): nothing was changed. "
                 f"Pass another OUT, or delete {out} to evaluate again."
             )
-    write_atomic(path, json.dumps(manifest, indent=2))
+    write_text(path, json.dumps(manifest, indent=2))
 
 
 def _default_device(device: str | None) -> str:
@@ -786,23 +786,6 @@ def _number(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def markdown_table(df: pd.DataFrame, digits: int = 2) -> str:
-    """A pipe table of ``df`` (index included), numbers rounded to ``digits``."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float | np.floating):
-            return "–" if math.isnan(value) else f"{value:.{digits}f}"
-        return str(value)
-
-    header = [str(df.index.name or ""), *map(str, df.columns)]
-    rows = [
-        [cell(i), *map(cell, row)]
-        for i, row in zip(df.index, df.itertuples(index=False), strict=True)
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def _what(plan: Plan) -> str:
     if plan.baseline and plan.ckpt:
         return f"baseline `{plan.baseline}` on the targets of `{plan.ckpt}`"
@@ -869,25 +852,18 @@ def boxplot(results: Results, path: Path, title: str) -> Path:
 def write_results(plan: Plan, results: Results, names: Sequence[str]) -> None:
     """Write results.csv, tracks.csv, summary.json, summary.md and the box plot."""
     out = Path(plan.out)
-    write_atomic(out / "results.csv", results.frames.to_csv(index=False))
-    write_atomic(out / "tracks.csv", results.tracks.to_csv(index=False))
+    write_text(out / "results.csv", results.frames.to_csv(index=False))
+    write_text(out / "tracks.csv", results.tracks.to_csv(index=False))
     summary = {
         target: {metric: _number(row[metric]) for metric in (*METRICS, "MSE")}
         for target, row in results.median.iterrows()
     }
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
-    write_atomic(out / "summary.md", summary_markdown(plan, results, names))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
+    write_text(out / "summary.md", summary_markdown(plan, results, names))
     boxplot(results, out / "sdr_boxplot.png", f"{_what(plan)}".replace("`", "")[-60:])
 
 
 # ---------------------------------------------------------------- W&B
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 @dataclass(frozen=True)
@@ -910,11 +886,11 @@ def find_wandb_run(ckpt: str | None) -> WandbRun:
     """
     from ablation.runs import WANDB_RUN
 
-    project = os.environ.get("WANDB_PROJECT", DEFAULT_WANDB_PROJECT)
+    project = os.environ.get("WANDB_PROJECT", WANDB_PROJECT)
     if ckpt is None:
         return WandbRun(None, project, None, None)
     for folder in list(Path(ckpt).resolve().parents)[:3]:
-        stored = _read_json(folder / WANDB_RUN)
+        stored = read_json(folder / WANDB_RUN)
         if stored.get("id"):
             return WandbRun(
                 stored["id"], stored.get("project") or project, stored.get("entity"), folder

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablation.runs import SUMMARY, read_json
+from ablation.files import read_json
+from ablation.runs import SUMMARY
 
 # What every run of a sweep must share, with how the report names it.
 SHARED = {

@@ -36,10 +36,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ablation.constants import SAMPLE_RATE, SOURCES, VAL_LOSS
-from ablation.evaluate import DEFAULT_WANDB_PROJECT, MANIFEST, markdown_table
+from ablation.constants import EVALUATION_MANIFEST as MANIFEST
+from ablation.constants import SAMPLE_RATE, SOURCES, VAL_LOSS, WANDB_PROJECT
+from ablation.errors import AblationError
 from ablation.fairness import fairness_problems, fairness_table, read_fairness
 from ablation.runs import SUMMARY
+from ablation.tables import markdown_table
 
 PEAK_GPU_MEM = "perf/peak_gpu_mem_gb"
 TARGET_ORDER = (*SOURCES, "accompaniment")
@@ -67,7 +69,7 @@ _NOISE = (
 _CHECKPOINT_PREFERENCE = ("best", "last")
 
 
-class ReportError(ValueError):
+class ReportError(AblationError):
     """A problem with the runs given to the report, phrased for the user."""
 
 
@@ -677,7 +679,7 @@ def _log_report(
         import wandb
 
         run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT", DEFAULT_WANDB_PROJECT),
+            project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT),
             name=f"report-{name}",
             job_type="report",
         )

@@ -11,10 +11,11 @@ inside its budget, ``summary.json`` (final figures; its presence marks the run d
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from ablation.files import read_json  # noqa: F401 (re-exported for the CLI and the demo)
 
 DIMENSION_MODULES = {
     "1d": "lightning_modules.WaveUNetModule",
@@ -93,10 +94,3 @@ def is_done(run_dir: Path) -> bool:
 def last_checkpoint(run_dir: Path) -> Path | None:
     path = Path(run_dir) / "checkpoints" / LAST
     return path if path.exists() else None
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}

@@ -27,6 +27,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from ablation.errors import AblationError
 from ablation.nets import build
 from ablation.nets.blocks import take
 
@@ -37,7 +38,7 @@ NET_PREFIX = "net."
 DEFAULT_SEGMENT_SECONDS = 3.0
 
 
-class SeparationError(Exception):
+class SeparationError(AblationError):
     """A user-facing problem with a checkpoint or an audio file (the message says what to do)."""
 
 

@@ -27,11 +27,12 @@ from typing import Any
 import yaml
 
 from ablation.children import die_with_parent, terminate_children_on_sigterm
+from ablation.errors import AblationError
 from ablation.runs import is_done, model_variants, parse_cell, run_name
 from ablation.wandb_mode import wandb_online
 
 
-class SweepError(ValueError):
+class SweepError(AblationError):
     """A sweep YAML or environment problem, phrased for the user."""
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ablation.constants import SOURCES
+from ablation.files import atomic_write
 from datamodules.audio import decode_track
 from datamodules.layout import DataError, TrackRef
 
@@ -34,18 +35,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["ABLATION_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "unet-ablation"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file_object)`` into a temporary file, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class TrackCache:
@@ -107,8 +96,8 @@ class TrackCache:
         array_path.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.key, "fingerprint": track.fingerprint(), "shape": list(audio.shape)}
         # Array first, sidecar last: an entry without a matching sidecar is rebuilt.
-        _atomic_write(array_path, lambda f: np.save(f, audio))
-        _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+        atomic_write(array_path, lambda f: np.save(f, audio))
+        atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
         self.decoded += 1
         return np.load(array_path, mmap_mode="r")
 

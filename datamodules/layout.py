@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from ablation.constants import SOURCES
+from ablation.errors import AblationError
 
 SUBSETS = ("train", "test")
 STEMS_SUFFIX = ".stem.mp4"
@@ -24,7 +25,7 @@ STEMS_SUFFIX = ".stem.mp4"
 STEM_STREAM = {"mixture": 0, "drums": 1, "bass": 2, "other": 3, "vocals": 4}
 
 
-class DataError(ValueError):
+class DataError(AblationError):
     """A problem with the user's data, phrased for the user: path, expectation, remedy."""
 
 

@@ -20,8 +20,9 @@ import soundfile as sf
 import torch
 
 from ablation import evaluate as ev
-from ablation.constants import SOURCES
+from ablation.constants import SOURCES, WANDB_PROJECT
 from ablation.evaluate import EvaluationError, evaluate_checkpoint
+from ablation.files import write_text
 from datamodules import make_toy_dataset
 from datamodules.layout import DataError
 
@@ -264,27 +265,14 @@ def test_truncated_track_files_are_never_trusted(tmp_path):
     store = museval.TrackStore("t")
     store.add_target("vocals", dict.fromkeys(ev.METRICS, [1.0]))
     store.scores["mse"] = {"vocals": 0.1}
-    ev.write_atomic(path, store.json)
+    write_text(path, store.json)
     assert ev.read_track_file(path, ["vocals"]) is not None
     path.write_text(store.json[: len(store.json) // 2])
     with pytest.warns(UserWarning, match="not valid JSON"):
         assert ev.read_track_file(path, ["vocals"]) is None
     with pytest.warns(UserWarning, match="expected"):
-        ev.write_atomic(path, store.json)
+        write_text(path, store.json)
         assert ev.read_track_file(path, ["vocals", "drums"]) is None
-
-
-def test_an_interrupted_write_leaves_the_previous_file(tmp_path, monkeypatch):
-    path = tmp_path / "track.json"
-    ev.write_atomic(path, "old")
-
-    def interrupted(*args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ev.os, "replace", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        ev.write_atomic(path, "new")
-    assert path.read_text() == "old"
 
 
 def test_a_folder_of_another_evaluation_is_refused_untouched(mixture_eval, toy):
@@ -447,7 +435,7 @@ def test_find_wandb_run_reads_the_runners_file_or_the_run_folders(tmp_path, monk
     assert ev.find_wandb_run(str(ckpt)).id is None
     (run / "wandb" / "offline-run-20250101_000000-abc123").mkdir(parents=True)
     found = ev.find_wandb_run(str(ckpt))
-    assert (found.id, found.project, found.folder) == ("abc123", ev.DEFAULT_WANDB_PROJECT, run)
+    assert (found.id, found.project, found.folder) == ("abc123", WANDB_PROJECT, run)
     (run / "wandb_run.json").write_text(json.dumps({"id": "j1", "project": "p", "entity": "e"}))
     found = ev.find_wandb_run(str(ckpt))
     assert (found.id, found.project, found.entity) == ("j1", "p", "e")
