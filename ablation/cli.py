@@ -142,7 +142,7 @@ def _separate(argv: Sequence[str]) -> None:
 
 
 def _eval(argv: Sequence[str]) -> None:
-    from ablation.evaluate import BACKENDS, BASELINES
+    from ablation.evaluation import BACKENDS, BASELINES
 
     parser = argparse.ArgumentParser(
         prog="ablation eval",
@@ -167,7 +167,7 @@ def _eval(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     import os
 
-    from ablation.evaluate import EvaluationError, evaluate_checkpoint
+    from ablation.evaluation import EvaluationError, evaluate_checkpoint
     from datamodules.layout import DataError
 
     root = args.root or os.environ.get("MUSDB_PATH")

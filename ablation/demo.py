@@ -42,7 +42,7 @@ def _mean(scores: dict[str, float], targets: list[str]) -> float:
 
 def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> list[dict]:
     """One table row per finished run of the sweep, with both baselines beside it."""
-    from ablation.evaluate import evaluate_checkpoint
+    from ablation.evaluation import evaluate_checkpoint
 
     def evaluate(ckpt, folder, baseline=None) -> dict[str, float]:
         return sdr_by_target(

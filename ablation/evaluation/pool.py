@@ -1,0 +1,103 @@
+"""Scoring many tracks: in this process or in spawned worker processes, each with one
+torch and one BLAS thread, so any number of workers writes the files of a serial run.
+Workers die with the evaluator, even when it is killed (:mod:`ablation.children`)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ablation.children import die_with_parent, terminate_children_on_sigterm
+from ablation.evaluation.cache import keep
+from ablation.evaluation.plan import Plan
+from ablation.evaluation.protocol import EvaluationError
+from ablation.evaluation.scoring import score_track_file
+
+
+def _limit_blas_threads() -> Any:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it BLAS keeps its own thread count
+        return None
+    return threadpool_limits(1)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Compute with one torch and one BLAS thread, then restore the counts.
+
+    Every track is computed the same way in any process, so a parallel run
+    writes exactly the files of a serial one; parallelism is across tracks.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    limit = _limit_blas_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if limit is not None:
+            limit.restore_original_limits()
+
+
+def _init_worker(parent_pid: int) -> None:
+    # An idle worker blocks on its task queue forever once the evaluator is killed.
+    die_with_parent(parent_pid)
+    torch.set_num_threads(1)
+    # Kept referenced for the life of the worker: the BLAS limit lasts as long as the object.
+    keep("blas_limit", _limit_blas_threads())
+
+
+def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> list[str]:
+    """Score ``names`` with ``jobs`` worker processes (in this process when 1).
+
+    Returns:
+        Messages of the tracks that failed; the others are written.
+    """
+    failures: list[str] = []
+    bar = tqdm(
+        total=len(names), desc=f"evaluating {plan.subset}", unit="track", disable=not progress
+    )
+
+    def done(name: str, result: dict | None, error: BaseException | None) -> None:
+        if error is not None:
+            failures.append(f"{name}: {type(error).__name__}: {error}")
+        elif result["silent"]:
+            warnings.warn(
+                f"track {name!r}: the reference or estimate of {', '.join(result['silent'])} "
+                f"is silent throughout, so BSS Eval is undefined for its scoring group; those "
+                f"frames are NaN, left out of the medians and counted in summary.md.",
+                stacklevel=2,
+            )
+        bar.set_postfix_str(name[:40])
+        bar.update()
+
+    if jobs == 1:
+        with single_threaded():
+            for name in names:
+                try:
+                    done(name, score_track_file(plan, name), None)
+                except (EvaluationError, ValueError, RuntimeError, OSError) as error:
+                    done(name, None, error)
+    else:
+        # spawn, not fork: CUDA and OpenMP state do not survive a fork.
+        # The pool starts its workers from this thread, which outlives them (die_with_parent).
+        context = multiprocessing.get_context("spawn")
+        with (
+            ProcessPoolExecutor(jobs, context, _init_worker, (os.getpid(),)) as pool,
+            terminate_children_on_sigterm(multiprocessing.active_children),
+        ):
+            futures = {pool.submit(score_track_file, plan, n): n for n in names}
+            for future in as_completed(futures):
+                error = future.exception()
+                done(futures[future], None if error else future.result(), error)
+    bar.close()
+    return failures

@@ -1,0 +1,79 @@
+"""The estimates of one track: a checkpoint separates the mixture (overlap-add by
+:func:`ablation.separate.separate`, at the net's rate), a baseline builds them, and the
+targets a scoring group needs beyond them are derived."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torchaudio
+
+from ablation.evaluation.baselines import oracle_gain, oracle_irm
+from ablation.evaluation.cache import cached
+from ablation.evaluation.plan import Plan
+from ablation.evaluation.protocol import ACCOMPANIMENT
+from ablation.evaluation.tracks import references
+
+
+def load_net(ckpt: str, device: str) -> tuple[torch.nn.Module, Any]:
+    """The net of ``ckpt`` and its :class:`~ablation.separate.SeparatorInfo`, loaded once a
+    process: a worker scores many tracks with the same net."""
+    from ablation.separate import load_separator
+
+    return cached(("separator", ckpt, device), lambda: load_separator(ckpt, device=device))
+
+
+def _resample(audio: torch.Tensor, rate: int, target: int, length: int | None) -> torch.Tensor:
+    """Resample the time axis (torchaudio), cropped or padded to ``length`` when given."""
+    if rate != target:
+        audio = torchaudio.functional.resample(audio.contiguous(), rate, target)
+    if length is not None:
+        audio = torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))
+        audio = audio[..., :length]
+    return audio
+
+
+def separate_track(plan: Plan, mixture: np.ndarray) -> dict[str, np.ndarray]:
+    """Separate ``mixture`` ``(samples, channels)`` at the dataset's rate with the plan's
+    checkpoint; return ``{source: (samples, channels)}`` float64 at the dataset's rate."""
+    from ablation.separate import separate
+
+    net, _ = load_net(plan.ckpt, plan.device)
+    with torch.inference_mode():
+        mix = torch.as_tensor(mixture.T, dtype=torch.float32)
+        resampled = _resample(mix, plan.sample_rate, plan.net_rate, None)
+        estimates = separate(net, resampled, segment=plan.segment, device=plan.device)
+        estimates = _resample(estimates, plan.net_rate, plan.sample_rate, mix.shape[-1])
+    assert estimates.shape == (len(plan.sources), *mix.shape), (estimates.shape, mix.shape)
+    return {name: estimates[i].T.double().cpu().numpy() for i, name in enumerate(plan.sources)}
+
+
+def estimate(plan: Plan, track: Any, mixture: np.ndarray) -> dict[str, np.ndarray]:
+    """The estimator's output ``{target: (samples, channels)}`` for every target a
+    scoring group needs.
+
+    The mixture baseline gives the mixture for every target, accompaniment
+    included. The oracles (gain, ratio mask) estimate the targets of the first
+    group from the references; the checkpoint separates the mixture. A target
+    they do not give is derived: a four-stem accompaniment is drums + bass +
+    other, a single source's complement is the mixture minus its estimate.
+    """
+    needed = [name for group in plan.groups for name in group.together]
+    if plan.baseline == "mixture":
+        return dict.fromkeys(needed, mixture)
+    if plan.baseline in ("gain", "oracle-irm"):
+        refs = references(track, plan.groups[0].together, plan.single)
+        oracle = oracle_gain if plan.baseline == "gain" else oracle_irm
+        estimates = oracle(mixture, refs)
+    else:
+        estimates = separate_track(plan, mixture)
+    for name in dict.fromkeys(needed):
+        if name in estimates:
+            continue
+        if name == "accompaniment" and all(s in estimates for s in ACCOMPANIMENT):
+            estimates[name] = sum(estimates[s] for s in ACCOMPANIMENT)
+        else:
+            estimates[name] = mixture - estimates[plan.sources[0]]
+    return estimates
