@@ -1,5 +1,6 @@
 """Reading and checking the fairness records of a sweep's runs (``summary.json`` ->
-``fairness``, written by :mod:`lightning_modules.fairness` and the budget).
+``fairness``, written by :mod:`lightning_modules.fairness` and the budget), and the
+report's fairness section.
 
 Two runs of one sweep must share what the fairness rule fixes: the data they
 trained on (fingerprint, data seed, segment, context) and the training budget.
@@ -15,7 +16,9 @@ from typing import Any
 import pandas as pd
 
 from ablation.files import read_json
+from ablation.report.markdown import readable
 from ablation.runs import SUMMARY
+from ablation.tables import markdown_table
 
 # What every run of a sweep must share, with how the report names it.
 SHARED = {
@@ -71,6 +74,19 @@ def fairness_problems(records: dict[str, dict[str, Any]]) -> list[str]:
             if _comparable(rec, key, shared) != majority
         ]
     return problems
+
+
+def fairness_markdown(fairness: pd.DataFrame, problems: list[str]) -> str:
+    """The fairness section: every run's record and what differs, if anything."""
+    verdict = (
+        ["**Not comparable as they stand:**", "", *(f"- {p}" for p in problems)]
+        if problems
+        else ["All runs share the data fingerprint, data seed, segment, context and budget."]
+    )
+    shown = fairness.copy()
+    if "data fingerprint" in shown:
+        shown["data fingerprint"] = shown["data fingerprint"].map(lambda v: str(v)[:12])
+    return "\n".join([*verdict, "", markdown_table(readable(shown))])
 
 
 def _common_batches(records) -> int | None:

@@ -1,0 +1,104 @@
+"""Building the report of a sweep: read the runs and baselines, then write every table,
+plot and ``report.md`` (the other modules of :mod:`ablation.report` do each step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ablation.errors import AblationError
+from ablation.files import write_text
+from ablation.report.configurations import aggregate_seeds, assign_configurations
+from ablation.report.evaluations import (
+    Evaluation,
+    find_evaluations,
+    is_evaluation,
+    read_evaluation,
+    unique_baselines,
+)
+from ablation.report.fairness import (
+    fairness_markdown,
+    fairness_problems,
+    fairness_table,
+    read_fairness,
+)
+from ablation.report.markdown import write_report
+from ablation.report.plots import plot_all
+from ablation.report.runs import Run, checkpoint_file, read_run
+from ablation.report.significance import per_track_sdr, wilcoxon_pairs
+from ablation.report.tables import runs_table, targets
+from ablation.report.wandb_log import log_report
+
+
+class ReportError(AblationError):
+    """A problem with the runs given to the report, phrased for the user."""
+
+
+def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True) -> Path:
+    """Build the comparison report of ``runs`` into ``out``.
+
+    Args:
+        runs: run folders (``runs/<sweep>/<run>``), or evaluation folders of
+            baselines (any folder holding ``evaluation.json``).
+        out: folder for ``report.md``, ``runs.csv``, ``configurations.csv``,
+            ``significance.csv``, ``tracks.csv``, ``fairness.csv`` and the PNG plots.
+        name: title of the report (the sweep name).
+        wandb_log: also log the tables and plots to a new W&B run ``report-<name>``
+            when W&B is online (a failure there only warns).
+
+    Returns:
+        The path of ``report.md``.
+
+    Raises:
+        ReportError: when no folder is given or one does not exist.
+    """
+    folders = [Path(r) for r in runs]
+    absent = [str(f) for f in folders if not f.is_dir()]
+    if not folders or absent:
+        raise ReportError(
+            f"nothing to report on (missing: {', '.join(absent) or 'no folders given'}): "
+            f"expected run folders such as runs/<sweep>/<run>. Pass SWEEP=<name> or "
+            f"RUNS='dir1 dir2'."
+        )
+    run_list, baselines = _collect(folders)
+    table = runs_table(run_list, baselines, targets(run_list, baselines))
+    configurations = aggregate_seeds(table)
+    tracks = per_track_sdr(run_list, baselines)
+    models = list(dict.fromkeys(r.configuration for r in run_list if r.evaluation))
+    pairs = wilcoxon_pairs(tracks[tracks.configuration.isin(models)], models)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "runs.csv", table, index=False)
+    _write_csv(out / "configurations.csv", configurations)
+    _write_csv(out / "significance.csv", pairs, index=False)
+    _write_csv(out / "tracks.csv", tracks, index=False)
+    plots = plot_all(run_list, table, tracks, models + [b.label for b in baselines], out)
+    records = {r.name: read_fairness(r.folder) for r in run_list}
+    fairness, problems = fairness_table(records), fairness_problems(records)
+    _write_csv(out / "fairness.csv", fairness, index_label="run")
+    fairness_section = fairness_markdown(fairness, problems)
+    print(f"Fairness of {name}:\n{fairness_section}")
+    missing = [
+        f"{r.name}: no test evaluation; run `make eval CKPT={checkpoint_file(r.folder)}`"
+        for r in run_list
+        if r.evaluation is None
+    ]
+    report = write_report(out, name, table, configurations, pairs, plots, missing, fairness_section)
+    if wandb_log:
+        log_report(name, table, pairs, plots, report)
+    return report
+
+
+def _collect(folders: list[Path]) -> tuple[list[Run], list[Evaluation]]:
+    """Runs, and the baselines passed directly or found in the run folders."""
+    given = {f for f in folders if is_evaluation(f)}
+    runs = [read_run(f) for f in folders if f not in given]
+    baselines = [e for e in (read_evaluation(f) for f in sorted(given)) if e is not None]
+    for run in runs:
+        baselines += [e for e in find_evaluations(run.folder) if e.manifest.get("baseline")]
+    assign_configurations(runs)
+    return runs, unique_baselines(baselines)
+
+
+def _write_csv(path: Path, df: pd.DataFrame, **to_csv) -> None:
+    write_text(path, df.to_csv(**to_csv))

@@ -1,0 +1,113 @@
+"""``report.md``: the runs, fairness, configurations and significance tables, and the plots,
+with numbers formatted for reading."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ablation.files import write_text
+from ablation.report.tables import TARGET_ORDER
+from ablation.tables import markdown_table
+
+
+def write_report(
+    out: Path,
+    name: str,
+    table: pd.DataFrame,
+    configurations: pd.DataFrame,
+    pairs: pd.DataFrame,
+    plots: list[Path],
+    missing: list[str],
+    fairness: str = "",
+) -> Path:
+    """Write ``report.md`` (tables, fairness, significance, plots) beside the CSVs."""
+    lines = [
+        f"# Report: {name}",
+        "",
+        "Test figures: museval v4 (SiSEC 2018) on the test set, SDR in dB as the median "
+        "over tracks of the median over 1 s frames; MSE over all test samples; "
+        "val loss: the lowest logged; training MACs = steps x forward MACs of a batch.",
+        "",
+        "## Runs",
+        "",
+        _runs_markdown(table),
+        "",
+        "## Fairness",
+        "",
+        fairness,
+        "",
+        "## Configurations (mean ± std over seeds)",
+        "",
+        _configurations_markdown(configurations),
+        "",
+        "## Significance: Wilcoxon signed-rank test on per-track SDR",
+        "",
+        _significance_markdown(pairs),
+        "",
+    ]
+    if missing:
+        lines += ["## Not evaluated", "", *(f"- {m}" for m in missing), ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    path = out / "report.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def readable(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every cell formatted by :func:`fmt` (``test SDR`` columns in dB)."""
+    out = df.astype(object)
+    for column in out:
+        decibels = str(column).startswith("test SDR")
+        out[column] = [fmt(v, decibels) if v is not None else "–" for v in out[column]]
+    return out
+
+
+def fmt(value: Any, decibels: bool = False) -> str:
+    """Numbers for reading: dB to 0.01 as SiSEC reports them, counts whole, large ones
+    in powers of ten, others to 3 significant digits."""
+    if not isinstance(value, int | float | np.number) or isinstance(value, bool):
+        return str(value)
+    if math.isnan(value):
+        return "–"
+    if decibels:
+        return f"{value:.2f}"
+    if abs(value) >= 1e6:
+        return f"{value:.3g}"
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _runs_markdown(table: pd.DataFrame) -> str:
+    shown = table.drop(columns=["configuration", "training MACs"]).set_index("run")
+    return markdown_table(readable(shown.dropna(axis=1, how="all")))
+
+
+def _configurations_markdown(configurations: pd.DataFrame) -> str:
+    figures = [c[: -len(" mean")] for c in configurations.columns if c.endswith(" mean")]
+    shown = readable(configurations[["seeds", "dimension", "depth", "preset"]])
+    for figure in figures:
+        mean, std = configurations[f"{figure} mean"], configurations[f"{figure} std"]
+        if mean.isna().all():
+            continue
+        db = figure.startswith("test SDR")
+        shown[figure] = [
+            fmt(m, db) if math.isnan(m) or math.isnan(s) else f"{fmt(m, db)} ± {fmt(s, db)}"
+            for m, s in zip(mean, std, strict=True)
+        ]
+    return markdown_table(shown)
+
+
+def _significance_markdown(pairs: pd.DataFrame) -> str:
+    if pairs.empty:
+        return "Fewer than two evaluated configurations: nothing to compare."
+    wide = pairs.pivot_table(index=["a", "b"], columns="target", values="p", sort=False)
+    tracks = pairs.groupby(["a", "b"], sort=False).tracks.max()
+    wide.index = [f"{a} vs {b} (n={tracks[a, b]})" for a, b in wide.index]
+    wide.index.name = "pair: p-value over n paired tracks"
+    return markdown_table(wide[[t for t in TARGET_ORDER if t in wide] or list(wide)], digits=4)

@@ -1,0 +1,54 @@
+"""The report's fairness section: the runs that differ from the rest are named."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from ablation.report import build_report
+
+from .sweep_folders import write_run
+
+
+def test_fairness_section_names_the_run_that_differs(tmp_path, capsys):
+    sweep = tmp_path / "runs" / "depths"
+    record = {"data_fingerprint": "ab" * 32, "budget_seconds": 90.0, "context_seconds": 0.9,
+              "segment_seconds": 1.0, "data_seed": 0, "train_seconds": 90.2,
+              "excluded_seconds": 4.0, "steps": 30, "real_context_fraction": 1.0}  # fmt: skip
+    changes = {"1d-depth2-seed0": {}, "1d-depth2-seed1": {}, "1d-depth3-seed0": {}}
+    changes["1d-depth3-seed0"] = {"data_fingerprint": "cd" * 32, "budget_seconds": 60.0}
+    folders = []
+    for name, change in changes.items():
+        run, _ = write_run(sweep, name, int(name[8]), int(name[-1]), evaluated=False)
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "fairness": {**record, **change}}))
+        folders.append(run)
+    path = build_report(folders, tmp_path / "out", "depths", wandb_log=False)
+    text = path.read_text()
+    problems = [line for line in text.splitlines() if "differs from" in line]
+    assert "## Fairness" in text and "Not comparable" in text
+    assert any("1d-depth3-seed0: data fingerprint" in p for p in problems)
+    assert any("1d-depth3-seed0: budget (s) 60.0" in p for p in problems)
+    assert not any("seed1" in p or "1d-depth2-seed0:" in p for p in problems)
+    assert "1d-depth3-seed0: data fingerprint" in capsys.readouterr().out  # printed too
+    fairness = pd.read_csv(path.parent / "fairness.csv").set_index("run")
+    assert fairness.loc["1d-depth2-seed1", "real context"] == 1.0
+    # the same runs, all agreeing, get no complaint
+    for run in folders:
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "fairness": record}))
+    text = build_report(folders, tmp_path / "out2", "depths", wandb_log=False).read_text()
+    assert "All runs share" in text and "Not comparable" not in text
+    # a run that stopped after fewer batches is compared on the batches it hashed
+    digests = [f"{i:016x}" for i in range(32)]
+    for run, count in zip(folders, (32, 32, 20), strict=True):
+        summary = json.loads((run / "summary.json").read_text())
+        fair = {**record, "data_fingerprint": str(count), "batch_digests": digests[:count]}
+        (run / "summary.json").write_text(json.dumps({**summary, "fairness": fair}))
+    text = build_report(folders, tmp_path / "out3", "depths", wandb_log=False).read_text()
+    assert "All runs share" in text
+    fair["batch_digests"] = ["f" * 16, *digests[1:20]]  # the last run saw other data
+    (folders[-1] / "summary.json").write_text(json.dumps({**summary, "fairness": fair}))
+    text = build_report(folders, tmp_path / "out4", "depths", wandb_log=False).read_text()
+    assert "1d-depth3-seed0: data fingerprint (batches ffffffffffffffff" in text

@@ -1,0 +1,32 @@
+"""The runs table: each run's figures read from its folder, and the baselines' rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from .sweep_folders import BATCH, SDR, SEGMENT, STEPS, TARGETS
+
+
+def test_runs_table_has_each_runs_figures(report):
+    path, runs = report
+    table = pd.read_csv(path.parent / "runs.csv").set_index("run")
+    for name, (_, module) in runs.items():
+        row = table.loc[name]
+        net = module.net
+        assert row["parameters"] == sum(p.numel() for p in net.parameters())
+        assert row["depth"] == net.depth and row["dimension"] == "1d"
+        assert row["preset"] == "wave-unet-m4"
+        assert row["receptive field (s)"] == pytest.approx(net.receptive_field_samples() / 44100)
+        assert (row["epochs"], row["steps"]) == (3, STEPS)
+        assert row["wall time (min)"] == pytest.approx(1.5)
+        assert row["peak GPU mem (GB)"] == pytest.approx(0.5)
+        assert row["val loss"] == pytest.approx(0.01 / (STEPS * (net.depth + int(name[-1]))))
+        macs = STEPS * net.macs_per_second(44100) * SEGMENT * BATCH
+        assert row["training MACs"] == pytest.approx(macs)
+        for i, target in enumerate(TARGETS):
+            assert row[f"test SDR {target}"] == pytest.approx(np.median(SDR[name][:, i]))
+            assert row[f"test MSE {target}"] == pytest.approx(0.01 * (i + 1))
+        assert row["test SDR mean"] == pytest.approx(np.mean(np.median(SDR[name], axis=0)))
+    assert table.loc["baseline mixture", "test SDR vocals"] == pytest.approx(-5.0)
