@@ -29,7 +29,6 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -51,6 +50,7 @@ from lightning_modules.fairness import FairnessRecord
 from lightning_modules.run_args import check_same_args
 from lightning_modules.run_record import TMP_SUFFIX, RunRecord
 from lightning_modules.separation import SeparationModule
+from lightning_modules.wandb_log import SteppedWandbLogger
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,11 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
+
+
+def checkpoint_step(path: Path) -> int:
+    """The global step a checkpoint was saved at (memory-mapped: the weights stay on disk)."""
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -207,12 +212,14 @@ class AblationCLI(LightningCLI):
         )
         return Path(config.run.dir) / config.run.sweep / name, name, config.run.sweep
 
-    def _wandb_logger(self, run_dir: Path, name: str, sweep: str) -> WandbLogger:
+    def _wandb_logger(self, run_dir: Path, name: str, sweep: str) -> SteppedWandbLogger:
         dimension, depth = self._cell()
         stored = read_json(run_dir / WANDB_RUN)
         # Under `wandb agent` the agent chose the run id; otherwise reuse ours on resume.
         run_id = None if "WANDB_SWEEP_ID" in os.environ else stored.get("id")
-        return WandbLogger(
+        last = last_checkpoint(run_dir)
+        rewind = (run_id, checkpoint_step(last)) if run_id and last else None
+        return SteppedWandbLogger(
             name=name,
             save_dir=str(run_dir),
             project=self.run_config.run.project,
@@ -221,6 +228,7 @@ class AblationCLI(LightningCLI):
             id=run_id,
             resume="allow" if run_id else None,
             offline=not wandb_online(),
+            rewind_to=rewind,
         )
 
     def _resolve_context(self) -> None:

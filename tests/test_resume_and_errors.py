@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -284,3 +287,35 @@ def test_a_copied_run_folder_resumes_from_its_own_last_ckpt(fit_env, first_run, 
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 4
     assert json.loads((run / "summary.json").read_text())["steps"] == 4
+
+
+# ---- item 2: W&B resumes into the same run with increasing steps ------------------------
+def test_wandb_resume_continues_one_run_at_increasing_steps(fit_env, tmp_path):
+    """Two processes, as a kill and a resume are: the second W&B segment of the run
+    continues after the resumed step, rows at the training step, never backwards."""
+    from wandb_files import history
+
+    # A W&B run of this test process leaves its service in WANDB_SERVICE: not theirs.
+    environment = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    environment["WANDB_SILENT"] = "true"
+
+    def fit(steps: int) -> None:
+        arguments = [*fit_args(tmp_path, fit_env), f"--trainer.max_steps={steps}",
+                     "--trainer.max_time=00:00:02:00", "--trainer.log_every_n_steps=1"]  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "ablation", *arguments], cwd=REPO, check=True,
+            capture_output=True, env=environment,
+        )  # fmt: skip
+
+    run = tmp_path / "runs" / "adhoc" / "run"
+    fit(3)
+    (run / "summary.json").unlink()  # as if killed after its last save, at step 3
+    fit(6)
+    segments = sorted((run / "wandb").glob("offline-run-*"))
+    run_id = json.loads((run / "wandb_run.json").read_text())["id"]
+    assert len(segments) == 2 and all(s.name.endswith(run_id) for s in segments)
+    rows = [history(next(s.glob("run-*.wandb"))) for s in segments]
+    steps = [[row["_step"] for row in segment] for segment in rows]
+    assert steps[0] == sorted(steps[0]) and steps[1] == sorted(steps[1]), steps
+    assert max(steps[0]) == 3 and min(steps[1]) == 4 and max(steps[1]) == 6, steps
+    assert all(row["trainer/global_step"] == row["_step"] for row in rows[0] + rows[1])
