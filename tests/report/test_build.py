@@ -84,7 +84,9 @@ def test_report_of_a_real_tiny_sweep(toy_root, tmp_path, monkeypatch):
     assert list(table.configuration[:2]) == ["1d depth2", "1d depth3"]
     # two cells of one sweep trained on the same bytes under the same budget
     fairness = pd.read_csv(report.parent / "fairness.csv").set_index("run")
-    assert fairness["data fingerprint"].nunique() == 1 and fairness["budget (s)"].nunique() == 1
+    # (whole-run fingerprints differ when cells hashed different numbers of batches within
+    # their time budget: the check compares the batches both saw)
+    assert fairness["budget (s)"].nunique() == 1 and fairness["context (s)"].nunique() == 1
     assert "All runs share" in report.read_text()
     for name in ["val_loss", "sdr_boxplot", "sdr_vs_depth", "sdr_vs_compute"]:
         assert (report.parent / f"{name}.png").exists(), name
