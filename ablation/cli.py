@@ -14,15 +14,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ablation.errors import AblationError
+
 DEBUG_ENV = "ABLATION_DEBUG"
 
 
 @contextmanager
 def one_line_errors(*kinds: type[Exception]) -> Iterator[None]:
-    """Turn the user errors ``kinds`` into ``error: <message>`` and exit code 1."""
+    """Turn the user errors (:class:`AblationError`, and ``kinds``) into ``error: <message>``
+    and exit code 1."""
     try:
         yield
-    except kinds as err:
+    except (AblationError, *kinds) as err:
         if os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
             raise
         raise SystemExit(f"error: {_root_cause(err)}") from None
@@ -70,7 +73,7 @@ def _gpu_list(value: str) -> list[str] | None:
 
 
 def _sweep(argv: Sequence[str]) -> None:
-    from ablation.sweep import SweepError, run_sweep
+    from ablation.sweep import run_sweep
 
     parser = argparse.ArgumentParser(
         prog="ablation sweep",
@@ -85,7 +88,7 @@ def _sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--offline", action="store_true", help="never contact W&B")
     args = parser.parse_args(argv)
-    with one_line_errors(SweepError):
+    with one_line_errors():
         code = run_sweep(
             args.sweep,
             args.gpus,
@@ -127,14 +130,14 @@ def _separate(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    from ablation.separate import SeparationError, separate_file
+    from ablation.separate import separate_file
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     for song in args.songs:
         out = args.out
         if out is not None and len(args.songs) > 1:
             out = f"{args.out}/{Path(song).stem}"
-        with one_line_errors(SeparationError):
+        with one_line_errors():
             paths = separate_file(
                 args.ckpt, song, out, args.segment, args.overlap, args.batch_size, device
             )
@@ -167,13 +170,12 @@ def _eval(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     import os
 
-    from ablation.evaluation import EvaluationError, evaluate_checkpoint
-    from datamodules.layout import DataError
+    from ablation.evaluation import evaluate_checkpoint
 
     root = args.root or os.environ.get("MUSDB_PATH")
     if root is None or (args.ckpt is None and args.baseline is None):
         parser.error("give --root (or set MUSDB_PATH) and --ckpt and/or --baseline")
-    with one_line_errors(EvaluationError, DataError):
+    with one_line_errors():
         out = evaluate_checkpoint(
             args.ckpt,
             root,
@@ -199,14 +201,14 @@ def _report(argv: Sequence[str]) -> None:
     parser.add_argument("--out", default=None, help="default: results/<name>/")
     parser.add_argument("--no-wandb", action="store_true")
     args = parser.parse_args(argv)
-    from ablation.report import ReportError, build_report
+    from ablation.report import build_report
 
     folders = [Path(r) for r in args.runs]
     if args.sweep:
         sweep_dir = Path(args.runs_dir) / Path(args.sweep).stem
         folders += sorted(p for p in sweep_dir.glob("*") if p.is_dir())
     name = Path(args.sweep).stem if args.sweep else "runs"
-    with one_line_errors(ReportError):
+    with one_line_errors():
         path = build_report(folders, Path(args.out or f"results/{name}"), name, not args.no_wandb)
     print(f"report written to {path}")
 

@@ -9,131 +9,28 @@ net reads, zeros only before the song's start and after its end) and only the
 segment itself is kept. The weights at each sample sum to one, so a net that
 applies a constant gain reproduces its input exactly, seams included.
 
-Checkpoints are read with plain ``torch.load``: their ``hyper_parameters`` hold
-``net_config`` (what :func:`ablation.nets.build` needs), ``sources``,
-``sample_rate`` and ``segment``, and the ``state_dict`` entries under ``net.`` are
-the net's weights. This module, like all of ``ablation/``, never imports Lightning.
+Checkpoints are read through :mod:`ablation.checkpoint` (the net carries its
+source names, sample rate and training segment). This module, like all of
+``ablation/``, never imports Lightning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import soundfile as sf
 import torch
 import torchaudio
 from torch import Tensor, nn
 
+from ablation.checkpoint import load_net
 from ablation.errors import AblationError
-from ablation.nets import build
 from ablation.nets.blocks import take
-
-# Keys our LightningModules always store in hyper_parameters.
-REQUIRED_HPARAMS = ("net_config", "sources", "sample_rate")
-NET_PREFIX = "net."
-# Used only for a checkpoint that does not record its training segment.
-DEFAULT_SEGMENT_SECONDS = 3.0
 
 
 class SeparationError(AblationError):
-    """A user-facing problem with a checkpoint or an audio file (the message says what to do)."""
-
-
-@dataclass(frozen=True)
-class SeparatorInfo:
-    """What a checkpoint says about its net.
-
-    Attributes:
-        sources: names of the estimated sources, in the net's output order.
-        sample_rate: rate the net was trained at, in Hz.
-        channels: audio channels the net takes and returns.
-        segment: training segment length in seconds (the default separation segment).
-        net_config: the dict :func:`ablation.nets.build` rebuilds the net from.
-        hyper_parameters: every hyper-parameter stored in the checkpoint.
-    """
-
-    sources: tuple[str, ...]
-    sample_rate: int
-    channels: int
-    segment: float
-    net_config: dict[str, Any]
-    hyper_parameters: dict[str, Any] = field(repr=False)
-
-
-# ---- checkpoints ---------------------------------------------------------------------
-
-
-def _read_checkpoint(path: Path, device: str | torch.device) -> dict[str, Any]:
-    if not path.is_file():
-        raise SeparationError(
-            f"checkpoint {path} not found: expected a .ckpt file written by `ablation fit` "
-            f"(e.g. runs/<name>/checkpoints/last.ckpt)."
-        )
-    try:
-        # Our own checkpoints hold plain Python containers, but older Lightning
-        # versions pickled other objects, so a full (trusted) unpickling is needed.
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except Exception as error:
-        raise SeparationError(
-            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}); "
-            f"expected a .ckpt file written by `ablation fit`."
-        ) from error
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    missing = [key for key in REQUIRED_HPARAMS if key not in (hparams or {})]
-    if missing or not isinstance(checkpoint.get("state_dict"), dict):
-        raise SeparationError(
-            f"{path} is not a checkpoint of this suite: expected 'hyper_parameters' with "
-            f"{list(REQUIRED_HPARAMS)} and a 'state_dict' (as WaveUNetModule and "
-            f"SpecUNetModule write them), but it lacks "
-            f"{missing or ['state_dict']}. Pass a checkpoint written by `ablation fit`."
-        )
-    return checkpoint
-
-
-def load_separator(
-    ckpt_path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, SeparatorInfo]:
-    """Rebuild the net of a training checkpoint, in eval mode, without Lightning.
-
-    Args:
-        ckpt_path: a ``.ckpt`` written by ``WaveUNetModule`` or ``SpecUNetModule``.
-        device: where to put the net.
-
-    Returns:
-        ``(net, info)``: the net with its trained weights, and what the checkpoint
-        says about it.
-
-    Raises:
-        SeparationError: missing file, unreadable file, or not one of our checkpoints.
-    """
-    path = Path(ckpt_path)
-    checkpoint = _read_checkpoint(path, device)
-    hparams = checkpoint["hyper_parameters"]
-    state = {
-        key.removeprefix(NET_PREFIX): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith(NET_PREFIX)
-    }
-    try:
-        net = build(dict(hparams["net_config"]))
-        net.load_state_dict(state)
-    except (ValueError, KeyError, TypeError, RuntimeError) as error:
-        raise SeparationError(
-            f"{path}: its net_config {hparams['net_config']} does not rebuild the net its "
-            f"weights belong to ({error}). Was it written by another version of the suite?"
-        ) from error
-    info = SeparatorInfo(
-        sources=tuple(hparams["sources"]),
-        sample_rate=int(hparams["sample_rate"]),
-        channels=int(net.channels),
-        segment=float(hparams.get("segment") or DEFAULT_SEGMENT_SECONDS),
-        net_config=dict(hparams["net_config"]),
-        hyper_parameters=dict(hparams),
-    )
-    return net.to(device).eval(), info
+    """A user-facing problem with an audio file (the message says what to do)."""
 
 
 # ---- overlap-add -----------------------------------------------------------------------
@@ -316,22 +213,23 @@ def separate_file(
         ``{source: path of its wav}``.
 
     Raises:
-        SeparationError: bad checkpoint or audio file.
+        CheckpointError: bad checkpoint.
+        SeparationError: bad audio file.
     """
     audio_path = Path(audio_path)
-    net, info = load_separator(ckpt, device)
+    net = load_net(ckpt, device)
     audio, rate = read_audio(audio_path)
-    net_length = round(audio.shape[-1] * info.sample_rate / rate)
-    mixture = _resample(_match_channels(audio, info.channels), rate, info.sample_rate, net_length)
-    segment = round((segment_seconds or info.segment) * info.sample_rate)
+    net_length = round(audio.shape[-1] * net.sample_rate / rate)
+    mixture = _resample(_match_channels(audio, net.channels), rate, net.sample_rate, net_length)
+    segment = round((segment_seconds or net.segment_seconds) * net.sample_rate)
     estimates = separate(net, mixture, segment, overlap, batch_size)
-    estimates = _resample(estimates, info.sample_rate, rate, audio.shape[-1])
+    estimates = _resample(estimates, net.sample_rate, rate, audio.shape[-1])
     if audio.shape[0] < estimates.shape[-2]:
         estimates = estimates.mean(-2, keepdim=True)
     out_dir = Path(out_dir) if out_dir is not None else Path("separated") / audio_path.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for source, estimate in zip(info.sources, estimates, strict=True):
+    for source, estimate in zip(net.source_names, estimates, strict=True):
         paths[source] = out_dir / f"{source}.wav"
         sf.write(paths[source], estimate.T.numpy(), rate, subtype="FLOAT")
     return paths

@@ -25,6 +25,8 @@ from lightning.pytorch.loggers import WandbLogger
 from matplotlib import colormaps
 from torch import Tensor
 
+from ablation.errors import AblationError
+
 SAMPLES_PER_S = "train/samples_per_s"
 SEGMENTS_PER_S = "train/segments_per_s"
 PEAK_GPU_MEM = "perf/peak_gpu_mem_gb"
@@ -32,7 +34,7 @@ EXAMPLES_AUDIO = "examples/audio"
 EXAMPLES_SPECTROGRAM = "examples/spectrogram"
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(AblationError, RuntimeError):
     """Training met a NaN or infinite loss, or was about to save non-finite weights."""
 
 

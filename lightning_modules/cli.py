@@ -25,13 +25,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
+from ablation.checkpoint import checkpoint_step, read_checkpoint
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.runs import (
     WANDB_RUN,
@@ -67,11 +67,6 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
-
-
-def checkpoint_step(path: Path) -> int:
-    """The global step a checkpoint was saved at (memory-mapped: the weights stay on disk)."""
-    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -190,7 +185,7 @@ class AblationCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
-        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        checkpoint = read_checkpoint(ckpt_path)
         net = net_hparams(checkpoint.get("hyper_parameters", {}))
         if net is not None:
             self.config = self.parser.parse_object({subcommand: {"model": net}}, self.config)

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from ablation.errors import AblationError
+
 CONFIG = "config.yaml"
 IGNORED = frozenset(
     {
@@ -48,7 +50,7 @@ IGNORED = frozenset(
 ROOT = "data.root"
 
 
-class RunArgumentsError(ValueError):
+class RunArgumentsError(AblationError):
     """A finished or resumable run folder was asked to run with other arguments."""
 
 

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from ablation.checkpoint import NET_ATTRIBUTE, contract
 from ablation.constants import (
     MONITOR,
     MONITOR_MODE,
@@ -32,7 +33,7 @@ from lightning_modules.callbacks import default_callbacks
 
 Scheduler = Literal["constant", "cosine", "plateau"]
 # Prefix of the figures of ``net.describe()`` among the logged hyper-parameters.
-NET_PREFIX = "net"
+NET_PREFIX = NET_ATTRIBUTE
 TEST = "test"
 
 
@@ -111,9 +112,11 @@ class SeparationModule(L.LightningModule):
         self.segment_samples = round(segment * sample_rate)
         self.net = build(dict(net_config))
         self._check_net(channels)
-        # The complete config (presets resolved) is what rebuilds this net later;
-        # a plain list keeps the logged hparams.yaml readable by any YAML parser.
-        self._set_hparams_everywhere(net_config=dict(self.net.config), sources=list(self.sources))
+        self.net.set_training_audio(self.sources, sample_rate, segment)
+        # The complete config (presets resolved) is what rebuilds this net later.
+        self._set_hparams_everywhere(
+            **contract(self.net.config, self.sources, sample_rate, segment)
+        )
         self.loss = build_loss(loss, self.sources, loss_weights)
 
     def _set_hparams_everywhere(self, **values: Any) -> None:
@@ -127,11 +130,6 @@ class SeparationModule(L.LightningModule):
             raise ValueError(
                 f"{type(self).__name__} trains {self.family} nets, but the config builds a "
                 f"{self.net.family} net: pick a {self.family} preset or the other module."
-            )
-        if self.net.sources != len(self.sources):
-            raise ValueError(
-                f"the net estimates {self.net.sources} sources, but {len(self.sources)} are "
-                f"named ({list(self.sources)}): build it with sources={len(self.sources)}."
             )
         if channels is not None and self.net.channels != channels:
             raise ValueError(

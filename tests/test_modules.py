@@ -18,8 +18,9 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+from ablation.checkpoint import load_net
 from ablation.constants import MONITOR, SOURCES, TRAIN_LOSS, VAL_LOSS, VAL_MSE, VAL_SDR, val_sdr
-from ablation.separate import load_separator, separate
+from ablation.separate import separate
 from datamodules import MUSDBDataModule
 from lightning_modules import SeparationModule, SpecUNetModule, WaveUNetModule
 from lightning_modules.callbacks import (
@@ -104,8 +105,9 @@ def test_checkpoint_round_trips_through_lightning_and_separate(fitted_runs, fami
     module, _, ckpt = fitted_runs[family]
     cls = TINY[family][0]
     reloaded = cls.load_from_checkpoint(ckpt, map_location="cpu")
-    net, info = load_separator(ckpt)
-    assert info.sources == SOURCES and info.segment == SEGMENT and info.sample_rate == 44100
+    net = load_net(ckpt)
+    assert net.source_names == SOURCES and net.segment_seconds == SEGMENT
+    assert net.sample_rate == 44100
     mixture = torch.randn(2, 30_000, generator=torch.Generator().manual_seed(0))
     outputs = [separate(n, mixture, segment=22_050) for n in (module.net, reloaded.net, net)]
     assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
@@ -113,16 +115,16 @@ def test_checkpoint_round_trips_through_lightning_and_separate(fitted_runs, fami
 
 
 def test_checkpoints_load_without_lightning(fitted_runs):
-    """ablation/ never imports Lightning: load_separator must work where it is absent."""
+    """ablation/ never imports Lightning: load_net must work where it is absent."""
     ckpts = [str(ckpt) for _, _, ckpt in fitted_runs.values()]
     script = textwrap.dedent(f"""
         import sys
         for name in ("lightning", "pytorch_lightning", "lightning_fabric"):
             sys.modules[name] = None  # any import of them now fails
-        from ablation.separate import load_separator
+        from ablation.checkpoint import load_net
         for ckpt in {ckpts!r}:
-            net, info = load_separator(ckpt)
-            print(info.sources, type(net).__name__)
+            net = load_net(ckpt)
+            print(net.source_names, type(net).__name__)
     """)
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_checkpoint import write_checkpoint
 from torch import nn
 
-import ablation.separate as separate_module
-from ablation.nets import build
+import ablation.checkpoint as checkpoint_module
+from ablation.nets import SeparationNet, build
 from ablation.separate import (
     SeparationError,
-    load_separator,
     segment_starts,
     separate,
     separate_file,
@@ -102,67 +102,35 @@ def test_separate_rejects_bad_arguments():
 # ---- checkpoints --------------------------------------------------------------------
 
 
-def tiny_net() -> nn.Module:
-    return build("wave-unet-m6", depth=2, filters=4)
-
-
-def write_checkpoint(path: Path, net: nn.Module, **hparams) -> Path:
-    """A checkpoint shaped like the ones Lightning writes for our modules."""
-    hyper_parameters = {"net_config": net.config, "sources": SOURCES, "sample_rate": 44100}
-    hyper_parameters.update(hparams)
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"hyper_parameters": hyper_parameters, "state_dict": state}, path)
-    return path
-
-
-def test_load_separator_restores_net_weights_and_info(tmp_path):
-    net = tiny_net()
-    ckpt = write_checkpoint(tmp_path / "net.ckpt", net, segment=1.5)
-    loaded, info = load_separator(ckpt)
-    assert not loaded.training
-    assert info.sources == SOURCES and info.sample_rate == 44100
-    assert info.segment == 1.5 and info.channels == 2
-    for name, value in net.state_dict().items():
-        assert torch.equal(loaded.state_dict()[name], value), name
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "not found"),
-        (b"RIFF this is not a checkpoint", "not a readable PyTorch checkpoint"),
-        ({"state_dict": {}}, "not a checkpoint of this suite"),
-        ({"hyper_parameters": {"sources": SOURCES}, "state_dict": {}}, "net_config"),
-    ],
-)
-def test_load_separator_explains_what_is_wrong(tmp_path, content, message):
-    path = tmp_path / "model.ckpt"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content is not None:
-        torch.save(content, path)
-    with pytest.raises(SeparationError, match=message):
-        load_separator(path)
-
-
-def test_load_separator_rejects_weights_of_another_net(tmp_path):
-    ckpt = write_checkpoint(tmp_path / "net.ckpt", tiny_net())
-    other = build("wave-unet-m6", depth=3, filters=4)
-    checkpoint = torch.load(ckpt, weights_only=False)
-    checkpoint["hyper_parameters"]["net_config"] = other.config
-    torch.save(checkpoint, ckpt)
-    with pytest.raises(SeparationError, match="does not rebuild"):
-        load_separator(ckpt)
-
-
 # ---- files ----------------------------------------------------------------------------
+
+
+class GainNet(SeparationNet):
+    """:class:`ConstantGain` as a net of the suite: it reads no context."""
+
+    family, depth, sources, channels = "test", 0, len(GAINS), 2
+
+    def __init__(self):
+        super().__init__()
+        self.inner = ConstantGain()
+        self.config = {"family": "test"}
+
+    def reach_samples(self) -> tuple[int, int]:
+        return 0, 0
+
+    def context_samples(self, region: int) -> int:
+        return 0
+
+    def forward(self, mixture: torch.Tensor, context: int = 0) -> torch.Tensor:
+        """(batch, channels, time) -> (batch, sources, channels, time)."""
+        return self.inner(mixture)
 
 
 @pytest.fixture
 def gain_checkpoint(tmp_path, monkeypatch) -> Path:
-    """A checkpoint whose net is :class:`ConstantGain` (build is redirected to it)."""
-    monkeypatch.setattr(separate_module, "build", lambda config: ConstantGain())
-    return write_checkpoint(tmp_path / "gain.ckpt", ConstantGain(), segment=0.5)
+    """A checkpoint whose net is :class:`GainNet` (the checkpoint's build is redirected)."""
+    monkeypatch.setattr(checkpoint_module, "build", lambda config: GainNet())
+    return write_checkpoint(tmp_path / "gain.ckpt", GainNet(), segment=0.5)
 
 
 def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
@@ -213,7 +181,6 @@ def test_chunks_read_real_context_so_separation_has_no_seams():
     """A valid Wave-U-Net depends only on its receptive field: separated chunk by chunk
     with the song around every chunk, it gives what one pass over the song gives.
     (Chunks start at multiples of 2**depth, the grid its decimation is invariant to.)"""
-    from ablation.nets import build
 
     net = build("wave-unet-m6", depth=3, filters=4).eval()
     mixture = torch.randn(2, 9000, generator=torch.Generator().manual_seed(1))

@@ -43,18 +43,18 @@ def _checkpoint_targets(ckpt: Path, device: str) -> tuple[tuple[str, ...], int, 
             f"checkpoint {ckpt} does not exist: expected a .ckpt file written by `ablation "
             f"fit` (e.g. runs/<sweep>/<run>/checkpoints/last.ckpt)."
         )
-    from ablation.separate import SeparationError
+    from ablation.checkpoint import CheckpointError
 
     try:
-        _, info = load_net(str(ckpt), device)
-    except SeparationError as error:
+        net = load_net(str(ckpt), device)
+    except CheckpointError as error:
         raise EvaluationError(f"{error} (or pass BASELINE={'|'.join(BASELINES)})") from error
-    if info.channels != MUSDB_CHANNELS:
+    if net.channels != MUSDB_CHANNELS:
         raise EvaluationError(
-            f"{ckpt} separates {info.channels}-channel audio, MUSDB18 is stereo: BSS Eval "
+            f"{ckpt} separates {net.channels}-channel audio, MUSDB18 is stereo: BSS Eval "
             f"compares stereo images, so evaluate a stereo ({MUSDB_CHANNELS}-channel) model."
         )
-    return info.sources, info.sample_rate, round(info.segment * info.sample_rate)
+    return net.source_names, net.sample_rate, round(net.segment_seconds * net.sample_rate)
 
 
 def default_out(

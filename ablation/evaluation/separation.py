@@ -17,12 +17,12 @@ from ablation.evaluation.protocol import ACCOMPANIMENT
 from ablation.evaluation.tracks import references
 
 
-def load_net(ckpt: str, device: str) -> tuple[torch.nn.Module, Any]:
-    """The net of ``ckpt`` and its :class:`~ablation.separate.SeparatorInfo`, loaded once a
-    process: a worker scores many tracks with the same net."""
-    from ablation.separate import load_separator
+def load_net(ckpt: str, device: str) -> torch.nn.Module:
+    """The net of ``ckpt`` (:func:`ablation.checkpoint.load_net`), loaded once a process:
+    a worker scores many tracks with the same net."""
+    from ablation import checkpoint
 
-    return cached(("separator", ckpt, device), lambda: load_separator(ckpt, device=device))
+    return cached(("separator", ckpt, device), lambda: checkpoint.load_net(ckpt, device))
 
 
 def _resample(audio: torch.Tensor, rate: int, target: int, length: int | None) -> torch.Tensor:
@@ -40,7 +40,7 @@ def separate_track(plan: Plan, mixture: np.ndarray) -> dict[str, np.ndarray]:
     checkpoint; return ``{source: (samples, channels)}`` float64 at the dataset's rate."""
     from ablation.separate import separate
 
-    net, _ = load_net(plan.ckpt, plan.device)
+    net = load_net(plan.ckpt, plan.device)
     with torch.inference_mode():
         mix = torch.as_tensor(mixture.T, dtype=torch.float32)
         resampled = _resample(mix, plan.sample_rate, plan.net_rate, None)

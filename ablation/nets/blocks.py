@@ -1,6 +1,6 @@
 """Pieces shared by both U-Net families: the reporting base class and argument checks."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -24,6 +24,22 @@ class SeparationNet(nn.Module):
     sources: int
     channels: int
     config: dict[str, Any]
+    # What the net was trained for (set by its LightningModule or checkpoint, None before).
+    source_names: tuple[str, ...] | None = None
+    sample_rate: int | None = None
+    segment_seconds: float | None = None
+
+    def set_training_audio(
+        self, sources: Sequence[str], sample_rate: int, segment_seconds: float
+    ) -> None:
+        """Record the source names, sample rate and segment the net is trained on."""
+        if len(sources) != self.sources:
+            raise ValueError(
+                f"the net estimates {self.sources} sources, but {len(sources)} are named "
+                f"({list(sources)}): build it with sources={len(sources)}."
+            )
+        self.source_names = tuple(sources)
+        self.sample_rate, self.segment_seconds = int(sample_rate), float(segment_seconds)
 
     def num_parameters(self) -> int:
         """Number of trainable parameters."""

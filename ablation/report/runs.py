@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ablation.constants import SAMPLE_RATE, VAL_LOSS
+from ablation.constants import VAL_LOSS
 from ablation.report.evaluations import Evaluation, find_evaluations, pick_evaluation, read_object
 from ablation.runs import SUMMARY
 
@@ -107,28 +107,25 @@ def checkpoint_file(folder: Path) -> Path | None:
 
 
 def _read_checkpoint(run: Run) -> None:
-    import torch
-
-    from ablation.nets import build
+    from ablation.checkpoint import CheckpointError, build_net, read_checkpoint
 
     path = checkpoint_file(run.folder)
     if path is None:
         return
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        hparams = checkpoint.get("hyper_parameters", {})
-        net = build(dict(hparams["net_config"]))
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as error:
+        checkpoint = read_checkpoint(path)
+        net = build_net(checkpoint, path)
+    except CheckpointError as error:
         warnings.warn(f"{path}: net figures skipped ({error})", stacklevel=2)
         return
-    rate = int(hparams.get("sample_rate") or SAMPLE_RATE)
+    rate = net.sample_rate
     figures = net.describe(rate)
     run.dimension = figures["family"]
     run.depth = figures["depth"]
     run.parameters = figures["parameters"]
     run.receptive_field_s = figures["receptive_field_samples"] / rate
     run.macs_per_second = figures["macs_per_second"]
-    run.segment_s = hparams.get("segment")
+    run.segment_s = net.segment_seconds
     # A checkpoint written at the end of epoch e holds epoch=e (0-based): e + 1 done.
     run.epochs = checkpoint.get("epoch", -1) + 1 if "epoch" in checkpoint else None
     run.steps = checkpoint.get("global_step")

@@ -50,13 +50,14 @@ def test_four_stem_mixture_baseline_equals_museval_on_the_mixture(four_stem_mixt
 
 
 def test_checkpoint_scores_equal_museval_on_the_same_estimates(ckpt_eval, toy1):
-    from ablation.separate import load_separator, separate
+    from ablation.checkpoint import load_net
+    from ablation.separate import separate
 
     track = toy_track(toy1)
-    net, info = load_separator(ckpt_eval.parent / "last.ckpt")
+    net = load_net(ckpt_eval.parent / "last.ckpt")
     mix = torch.as_tensor(track.audio.T, dtype=torch.float32)
-    estimates = separate(net, mix, segment=round(info.segment * RATE))
-    est = {s: estimates[i].T.double().numpy() for i, s in enumerate(info.sources)}
+    estimates = separate(net, mix, segment=round(net.segment_seconds * RATE))
+    est = {s: estimates[i].T.double().numpy() for i, s in enumerate(net.source_names)}
     est["accompaniment"] = est["drums"] + est["bass"] + est["other"]
     four = museval.eval_mus_track(track, {s: est[s] for s in FOUR})
     pair = museval.eval_mus_track(track, {s: est[s] for s in PAIR})
@@ -111,16 +112,17 @@ def test_real_preview_mixture_baseline_matches_museval(musdb_sample, tmp_path):
 
 @pytest.mark.slow
 def test_real_preview_checkpoint_scores_equal_museval(musdb_sample, tmp_path):
-    from ablation.separate import load_separator, separate
+    from ablation.checkpoint import load_net
+    from ablation.separate import separate
 
     ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     out = evaluate_checkpoint(str(ckpt), str(musdb_sample), subset="train", jobs=1, wandb_log=False)
     track = musdb.DB(root=str(musdb_sample), subsets="train").tracks[0]
-    net, info = load_separator(ckpt)
+    net = load_net(ckpt)
     estimates = separate(
-        net, torch.as_tensor(track.audio.T, dtype=torch.float32), round(info.segment * RATE)
+        net, torch.as_tensor(track.audio.T, dtype=torch.float32), round(net.segment_seconds * RATE)
     )
-    est = {s: estimates[i].T.double().numpy() for i, s in enumerate(info.sources)}
+    est = {s: estimates[i].T.double().numpy() for i, s in enumerate(net.source_names)}
     four = museval.eval_mus_track(track, {s: est[s] for s in FOUR})
     ours = frames(
         simplejson.loads((out / "train" / f"{track.name}.json").read_text(), allow_nan=True)

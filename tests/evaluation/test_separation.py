@@ -10,17 +10,18 @@ from evaluation_helpers import toy_track, write_checkpoint
 def test_a_net_at_another_rate_separates_at_its_rate_and_is_scored_at_the_tracks(toy1, tmp_path):
     import torchaudio
 
+    from ablation.checkpoint import load_net
     from ablation.evaluation.request import prepare
     from ablation.evaluation.separation import separate_track
     from ablation.evaluation.tracks import load_track
-    from ablation.separate import load_separator, separate
+    from ablation.separate import separate
 
     ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", sample_rate=11025)
     plan, _ = prepare(str(ckpt), str(toy1), "test", str(tmp_path / "out"), None, "torch", "cpu")
     assert (plan.sample_rate, plan.net_rate, plan.segment) == (44100, 11025, 11025)
     mixture = load_track(toy_track(toy1), True)  # (samples, channels) at 44.1 kHz
     estimates = separate_track(plan, mixture)
-    net, _ = load_separator(str(ckpt))
+    net = load_net(str(ckpt))
     low = torchaudio.functional.resample(torch.tensor(mixture.T, dtype=torch.float32), 44100, 11025)
     expected = torchaudio.functional.resample(separate(net, low, segment=11025), 11025, 44100)
     for i, name in enumerate(plan.sources):
