@@ -197,7 +197,7 @@ class AblationCLI(LightningCLI):
         return self.config[self.subcommand] if self.subcommand else self.config
 
     def _cell(self) -> tuple[str, int]:
-        return self.model.net.family, int(self.model.net.config["depth"])
+        return self.model.net.dimension, int(self.model.net.config["depth"])
 
     def _run_dir(self) -> tuple[Path, str, str]:
         config = self.run_config
@@ -240,7 +240,7 @@ class AblationCLI(LightningCLI):
                 "outputs near the loss region's edges see zeros (see real_context_fraction); "
                 "raise --data.context to at least %.3f for a fair comparison.",
                 data.context_samples / rate,
-                net.family,
+                net.dimension,
                 net.depth,
                 need / rate,
                 need / rate,

@@ -53,7 +53,7 @@ class WaveUNetModule(SeparationModule):
     """Wave-U-Net (1-D, waveform) training; see :class:`SeparationModule` for the rest.
 
     Args:
-        preset: a ``"wave"`` preset of :data:`ablation.nets.PRESETS`.
+        preset: a 1-D (``"dimension": "1d"``) preset of :data:`ablation.nets.PRESETS`.
         depth: down/up levels.
         filters: filters of the first level.
         growth: ``"add"`` or ``"double"`` filters per level.
@@ -67,7 +67,7 @@ class WaveUNetModule(SeparationModule):
         Other arguments: see :class:`SeparationModule`.
     """
 
-    family = "1d"
+    dimension = "1d"
 
     def __init__(
         self,
@@ -126,7 +126,7 @@ class SpecUNetModule(SeparationModule):
     :class:`SeparationModule` for the rest.
 
     Args:
-        preset: a ``"spec"`` preset of :data:`ablation.nets.PRESETS`
+        preset: a 2-D (``"dimension": "2d"``) preset of :data:`ablation.nets.PRESETS`
             (``"spleeter-4stems"``, ``"spectrogram-channels"``, ...).
         depth: down/up levels.
         filters: filters of the first level (doubled at every level).
@@ -143,7 +143,7 @@ class SpecUNetModule(SeparationModule):
         Other arguments: see :class:`SeparationModule`.
     """
 
-    family = "2d"
+    dimension = "2d"
 
     def __init__(
         self,

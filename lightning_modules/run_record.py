@@ -64,7 +64,7 @@ def run_config(pl_module: L.LightningModule) -> dict[str, Any]:
     """What the dashboards group and compare by."""
     figures = pl_module.net.describe(pl_module.hparams.sample_rate)
     return {
-        "dimension": figures["family"],
+        "dimension": figures["dimension"],
         "depth": figures["depth"],
         "preset": pl_module.hparams.get("preset"),
         "loss": str(pl_module.hparams.get("loss")),

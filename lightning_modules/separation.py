@@ -84,7 +84,7 @@ class SeparationModule(L.LightningModule):
         examples: validation items per example log.
     """
 
-    family: str | None = None  # "1d" or "2d" in the family subclasses
+    dimension: str | None = None  # "1d" or "2d" in the subclass of each dimension
 
     def __init__(
         self,
@@ -126,10 +126,10 @@ class SeparationModule(L.LightningModule):
         self._hparams_initial.update(values)
 
     def _check_net(self, channels: int | None) -> None:
-        if self.family is not None and self.net.family != self.family:
+        if self.dimension is not None and self.net.dimension != self.dimension:
             raise ValueError(
-                f"{type(self).__name__} trains {self.family} nets, but the config builds a "
-                f"{self.net.family} net: pick a {self.family} preset or the other module."
+                f"{type(self).__name__} trains {self.dimension} nets, but the config builds a "
+                f"{self.net.dimension} net: pick a {self.dimension} preset or the other module."
             )
         if channels is not None and self.net.channels != channels:
             raise ValueError(

@@ -73,3 +73,16 @@ def test_checkpoint_step_reads_the_saved_step(tmp_path):
     checkpoint["global_step"] = 42
     torch.save(checkpoint, ckpt)
     assert checkpoint_step(ckpt) == 42
+
+
+def test_a_checkpoint_of_the_old_vocabulary_still_loads(tmp_path):
+    """Checkpoints written before 'dimension' named the axis say "family": "wave"/"spec"."""
+    for dimension, legacy in (("1d", "wave"), ("2d", "spec")):
+        preset = "wave-unet-m6" if dimension == "1d" else "spleeter-4stems"
+        net = build(preset, depth=2, filters=4)
+        old = {k: v for k, v in net.config.items() if k != "dimension"} | {"family": legacy}
+        ckpt = write_checkpoint(tmp_path / f"{legacy}.ckpt", net)
+        checkpoint = torch.load(ckpt, weights_only=False)
+        checkpoint["hyper_parameters"]["net_config"] = old
+        torch.save(checkpoint, ckpt)
+        assert load_net(ckpt).dimension == dimension

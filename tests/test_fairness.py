@@ -156,8 +156,8 @@ def test_without_context_deep_cells_see_zeros():
 @pytest.mark.parametrize(
     "config",
     [
-        {"family": "wave", "depth": 3, "filters": 4, "sources": 4, "channels": 2},
-        {"family": "wave", "depth": 3, "filters": 4, "sources": 4, "channels": 2,
+        {"dimension": "1d", "depth": 3, "filters": 4, "sources": 4, "channels": 2},
+        {"dimension": "1d", "depth": 3, "filters": 4, "sources": 4, "channels": 2,
          "padding": "same"},
         {**build("spleeter-4stems").config, "depth": 3, "filters": 4, "n_fft": 512,
          "hop_length": 128, "bins": 200},

@@ -36,16 +36,16 @@ from lightning_modules.callbacks import (
 REPO = Path(__file__).resolve().parents[1]
 SEGMENT = 1.0
 TINY = {
-    "wave": (WaveUNetModule, {"depth": 2, "filters": 4}),
-    "spec": (
+    "1d": (WaveUNetModule, {"depth": 2, "filters": 4}),
+    "2d": (
         SpecUNetModule,
         {"depth": 2, "filters": 4, "n_fft": 512, "hop_length": 128, "bins": 128},
     ),
 }
 
 
-def tiny_module(family: str, **kwargs) -> SeparationModule:
-    cls, net = TINY[family]
+def tiny_module(dimension: str, **kwargs) -> SeparationModule:
+    cls, net = TINY[dimension]
     return cls(**net, segment=SEGMENT, example_every_n_epochs=0, **kwargs)
 
 
@@ -73,21 +73,21 @@ def trainer(tmp_path: Path, **kwargs) -> L.Trainer:
 
 @pytest.fixture(scope="module")
 def fitted_runs(datamodule_factory, tmp_path_factory) -> dict:
-    """Per family: a module after ``fast_dev_run``, its Trainer and a saved checkpoint."""
+    """Per dimension: a module after ``fast_dev_run``, its Trainer and a saved checkpoint."""
     runs = {}
-    for family in TINY:
-        tmp = tmp_path_factory.mktemp(family)
-        module = tiny_module(family)
+    for dimension in TINY:
+        tmp = tmp_path_factory.mktemp(dimension)
+        module = tiny_module(dimension)
         fit = trainer(tmp, fast_dev_run=True)
         fit.fit(module, datamodule=datamodule_factory())
         fit.save_checkpoint(tmp / "model.ckpt")
-        runs[family] = (module, fit, tmp / "model.ckpt")
+        runs[dimension] = (module, fit, tmp / "model.ckpt")
     return runs
 
 
-@pytest.mark.parametrize("family", TINY)
-def test_fast_dev_run_logs_losses_and_metrics_per_source(fitted_runs, family):
-    _, fit, _ = fitted_runs[family]
+@pytest.mark.parametrize("dimension", TINY)
+def test_fast_dev_run_logs_losses_and_metrics_per_source(fitted_runs, dimension):
+    _, fit, _ = fitted_runs[dimension]
     names = [TRAIN_LOSS, VAL_LOSS, VAL_MSE, VAL_SDR]
     names += [val_sdr(s) for s in SOURCES] + [f"{TRAIN_LOSS}/{s}" for s in SOURCES]
     names += [f"{VAL_LOSS}/{s}" for s in SOURCES]
@@ -100,10 +100,10 @@ def test_fast_dev_run_logs_losses_and_metrics_per_source(fitted_runs, family):
     assert metrics[VAL_LOSS].item() == pytest.approx(metrics[VAL_MSE].item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("family", TINY)
-def test_checkpoint_round_trips_through_lightning_and_separate(fitted_runs, family):
-    module, _, ckpt = fitted_runs[family]
-    cls = TINY[family][0]
+@pytest.mark.parametrize("dimension", TINY)
+def test_checkpoint_round_trips_through_lightning_and_separate(fitted_runs, dimension):
+    module, _, ckpt = fitted_runs[dimension]
+    cls = TINY[dimension][0]
     reloaded = cls.load_from_checkpoint(ckpt, map_location="cpu")
     net = load_net(ckpt)
     assert net.source_names == SOURCES and net.segment_seconds == SEGMENT
@@ -135,7 +135,7 @@ def test_checkpoints_load_without_lightning(fitted_runs):
 
 
 def test_checkpoint_guard_refuses_non_finite_weights(fitted_runs, tmp_path):
-    module, fit, _ = fitted_runs["wave"]
+    module, fit, _ = fitted_runs["1d"]
     path = tmp_path / "bad.ckpt"
     parameter = next(module.net.parameters())
     saved = parameter.detach().clone()
@@ -170,7 +170,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_last_checkpoint_finite(
         callbacks=[checkpoints, NanAtStep(3)],
     )  # fmt: skip
     with pytest.raises(NonFiniteError, match="global step 3"):
-        fit.fit(tiny_module("wave"), datamodule=datamodule_factory())
+        fit.fit(tiny_module("1d"), datamodule=datamodule_factory())
     last = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 3
     assert all(
@@ -184,7 +184,7 @@ def test_describe_throughput_memory_and_lr_reach_the_logger(datamodule_factory, 
         tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=logger,
         log_every_n_steps=1,
     )  # fmt: skip
-    module = tiny_module("wave", scheduler="cosine")
+    module = tiny_module("1d", scheduler="cosine")
     fit.fit(module, datamodule=datamodule_factory())
     metrics = pd.read_csv(Path(logger.log_dir) / "metrics.csv")
     rates = metrics[[SAMPLES_PER_S, SEGMENTS_PER_S]].dropna()
@@ -225,7 +225,7 @@ def test_throughput_counts_training_time_only(datamodule_factory, tmp_path, monk
         tmp_path, max_epochs=1, limit_train_batches=4, val_check_interval=2,
         limit_val_batches=1, logger=logger, callbacks=[clock],
     )  # fmt: skip
-    fit.fit(tiny_module("wave"), datamodule=datamodule_factory())
+    fit.fit(tiny_module("1d"), datamodule=datamodule_factory())
     rates = pd.read_csv(Path(logger.log_dir) / "metrics.csv")[SEGMENTS_PER_S].dropna()
     # Batches of 2 segments, 1 s each: validation (100 s) mid-epoch must not count.
     assert len(rates) and (rates == 2.0).all(), rates
@@ -247,9 +247,7 @@ def test_examples_go_to_wandb_as_audio_and_spectrograms(datamodule_factory, tmp_
         tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1,
         num_sanity_val_steps=0, logger=logger,
     )  # fmt: skip
-    module = TINY["wave"][0](
-        **TINY["wave"][1], segment=SEGMENT, example_every_n_epochs=1, examples=1
-    )
+    module = TINY["1d"][0](**TINY["1d"][1], segment=SEGMENT, example_every_n_epochs=1, examples=1)
     fit.fit(module, datamodule=datamodule_factory())
     assert [key for key, _, _ in calls] == [EXAMPLES_AUDIO, EXAMPLES_SPECTROGRAM]
     (_, audios, audio_kwargs), (_, images, _) = calls
@@ -277,13 +275,13 @@ def test_spectrogram_image_puts_a_tone_at_its_frequency():
 def test_cosine_schedule_without_a_step_count_says_what_to_set(datamodule_factory, tmp_path):
     fit = trainer(tmp_path, max_epochs=-1, max_time={"minutes": 1}, limit_val_batches=0)
     with pytest.raises(ValueError, match="max_epochs nor max_steps"):
-        fit.fit(tiny_module("wave", scheduler="cosine"), datamodule=datamodule_factory())
+        fit.fit(tiny_module("1d", scheduler="cosine"), datamodule=datamodule_factory())
 
 
 def test_modules_reject_the_other_family_and_wrong_source_counts():
     with pytest.raises(ValueError, match="trains 1d nets"):
         WaveUNetModule(preset="spleeter-4stems", depth=2, filters=4)
-    config = {"family": "wave", "sources": 2, "depth": 2, "filters": 4}
+    config = {"dimension": "1d", "sources": 2, "depth": 2, "filters": 4}
     with pytest.raises(ValueError, match="estimates 2 sources, but 4 are named"):
         SeparationModule(config, sources=SOURCES)
     with pytest.raises(ValueError, match="2-channel audio, the data has 1"):
@@ -297,10 +295,10 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 on GPU need
 @pytest.mark.parametrize(
     "accelerator", [pytest.param("cpu", marks=pytest.mark.slow), pytest.param("gpu", marks=GPU)]
 )
-@pytest.mark.parametrize("family", TINY)
-def test_bf16_mixed_precision_step_is_finite(family, accelerator, datamodule_factory, tmp_path):
+@pytest.mark.parametrize("dimension", TINY)
+def test_bf16_mixed_precision_step_is_finite(dimension, accelerator, datamodule_factory, tmp_path):
     fit = trainer(tmp_path, fast_dev_run=True, precision="bf16-mixed", accelerator=accelerator)
-    module = tiny_module(family, loss={"mse": 1.0, "mrstft": 0.1}, loss_weights="balanced")
+    module = tiny_module(dimension, loss={"mse": 1.0, "mrstft": 0.1}, loss_weights="balanced")
     fit.fit(module, datamodule=datamodule_factory())
     assert math.isfinite(fit.callback_metrics[TRAIN_LOSS].item())
     assert math.isfinite(fit.callback_metrics[VAL_SDR].item())
@@ -324,24 +322,24 @@ def constant_gain_estimates(stems: torch.Tensor) -> torch.Tensor:
     return gains[:, None, None] * mixture
 
 
-# Per family: net arguments and training steps of the learning check. The toy set is
+# Per dimension: net arguments and training steps of the learning check. The toy set is
 # generated at 11.025 kHz, a quarter of the samples, so a CPU trains the nets in
 # minutes; the 2-D net's STFT is scaled from 4096/1024 at 44.1 kHz to keep the same
 # window in seconds, and dropout is off for so short a training.
 LEARNING_RATE_HZ = 11025
 LEARNING = {
-    "wave": (WaveUNetModule, {}, 400),
-    "spec": (SpecUNetModule, {"n_fft": 1024, "hop_length": 256, "bins": 512, "dropout": 0.0}, 150),
+    "1d": (WaveUNetModule, {}, 400),
+    "2d": (SpecUNetModule, {"n_fft": 1024, "hop_length": 256, "bins": 512, "dropout": 0.0}, 150),
 }
 
 
 def learning_check(
     root: Path, depth: int = 3, threads: int = 2, seed: int = 0, step_scale: float = 1.0
 ) -> dict[str, dict[str, float]]:
-    """Train each family at ``depth`` on CPU on a generated toy set (8 train, 3
+    """Train each dimension at ``depth`` on CPU on a generated toy set (8 train, 3
     held-out test tracks of 8 s) and score the held-out tracks.
 
-    Each family trains from its default preset for the steps of :data:`LEARNING`
+    Each dimension trains from its default preset for the steps of :data:`LEARNING`
     (times ``step_scale``): a few minutes on 2 cores, and the same result on any
     machine. The held-out tracks are separated whole
     (:func:`ablation.separate.separate`) and scored with the whole-track SDR of
@@ -349,8 +347,8 @@ def learning_check(
     the mixture as every estimate, and :func:`constant_gain_estimates`.
 
     Returns:
-        ``{"mixture" | "gain" | "wave" | "spec": {source: mean SDR in dB}}``, plus
-        ``{"seconds": {family: training wall time}}``.
+        ``{"mixture" | "gain" | "1d" | "2d": {source: mean SDR in dB}}``, plus
+        ``{"seconds": {dimension: training wall time}}``.
     """
     import time
 
@@ -373,7 +371,7 @@ def learning_check(
         "gain": constant_gain_estimates,
     }
     seconds = {}
-    for family, (cls, net, steps) in LEARNING.items():
+    for dimension, (cls, net, steps) in LEARNING.items():
         L.seed_everything(seed)
         module = cls(
             depth=depth, **net, sample_rate=rate, segment=1.0, lr=1e-3, example_every_n_epochs=0
@@ -385,8 +383,8 @@ def learning_check(
         )  # fmt: skip
         start = time.perf_counter()
         fit.fit(module, datamodule=datamodule)
-        seconds[family] = time.perf_counter() - start
-        estimators[family] = lambda stems, net=module.net: separate(net, stems.sum(0), rate)
+        seconds[dimension] = time.perf_counter() - start
+        estimators[dimension] = lambda stems, net=module.net: separate(net, stems.sum(0), rate)
     scores = {
         name: torch.stack([sdr(estimate(t), t) for t in tracks]).mean(0).tolist()
         for name, estimate in estimators.items()
@@ -403,10 +401,10 @@ def test_both_families_separate_better_than_the_best_constant_gain(tmp_path):
     print({k: {s: round(v, 2) for s, v in scores.items()} for k, scores in results.items()})
     gain = np.array(list(results["gain"].values()))
     mixture = np.array(list(results["mixture"].values()))
-    for family in LEARNING:
-        scores = np.array(list(results[family].values()))
-        assert (scores - mixture).mean() >= 1.0, (family, results)
-        assert (scores - gain).mean() >= 1.0, (family, results)
+    for dimension in LEARNING:
+        scores = np.array(list(results[dimension].values()))
+        assert (scores - mixture).mean() >= 1.0, (dimension, results)
+        assert (scores - gain).mean() >= 1.0, (dimension, results)
 
 
 def test_spec_stft_keeps_its_duration_at_other_sample_rates():

@@ -119,7 +119,7 @@ def test_build_does_not_mutate_presets():
     [
         ("wave-unet-m5", {}, "valid presets: .*wave-unet-m4"),
         ("wave-unet-m4", {"depht": 3}, "valid arguments: .*'depth'"),
-        ({"depth": 3}, {}, "needs 'family'"),
+        ({"depth": 3}, {}, "needs 'dimension'"),
         ("wave-unet-m4", {"upsampling": "cubic"}, "upsampling must be one of"),
         ("wave-unet-m4", {"down_kernel": 16}, "down_kernel must be odd"),
         ("wave-unet-m4", {"depth": 0}, "depth must be an integer >= 1"),
@@ -334,7 +334,7 @@ def test_describe_reports_every_figure():
         (build("spleeter-4stems", depth=2, filters=2, **SMALL_STFT), "2d", "frames"),
     ]:
         info = net.describe()
-        assert info["family"] == family and info["depth"] == 2
+        assert info["dimension"] == family and info["depth"] == 2
         assert info["receptive_field_unit"] == unit
         assert info["parameters"] == sum(p.numel() for p in net.parameters())
         assert info["receptive_field"] == net.receptive_field() > 1

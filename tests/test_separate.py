@@ -29,7 +29,7 @@ class ConstantGain(nn.Module):
         super().__init__()
         self.channels = channels
         self.gains = nn.Parameter(torch.tensor(gains).view(1, -1, 1, 1), requires_grad=False)
-        self.config = {"family": "test"}
+        self.config = {"dimension": "test"}
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         """(batch, channels, time) -> (batch, sources, channels, time)."""
@@ -108,12 +108,12 @@ def test_separate_rejects_bad_arguments():
 class GainNet(SeparationNet):
     """:class:`ConstantGain` as a net of the suite: it reads no context."""
 
-    family, depth, sources, channels = "test", 0, len(GAINS), 2
+    dimension, depth, sources, channels = "test", 0, len(GAINS), 2
 
     def __init__(self):
         super().__init__()
         self.inner = ConstantGain()
-        self.config = {"family": "test"}
+        self.config = {"dimension": "test"}
 
     def reach_samples(self) -> tuple[int, int]:
         return 0, 0

@@ -72,7 +72,7 @@ def test_every_run_command_parses_in_the_cli(path, tmp_path, monkeypatch):
         assert argv[:4] == [sys.executable, "-m", "ablation", "fit"]
         cli = AblationCLI(expand_cell(argv[4:] + [f"--run.dir={tmp_path}"]), run=False)
         dimension, depth = parse_cell(params["cell"])
-        assert cli.model.net.family == dimension and cli.model.net.config["depth"] == depth
+        assert cli.model.net.dimension == dimension and cli.model.net.config["depth"] == depth
         assert cli.config.trainer.max_time == params["trainer.max_time"]
         for key, value in params.items():
             if key.startswith("model."):

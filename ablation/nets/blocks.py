@@ -12,14 +12,14 @@ from torch.utils.flop_counter import FlopCounterMode
 class SeparationNet(nn.Module):
     """Base of every separation net: ``forward(mixture) -> estimates`` plus figures to log.
 
-    Subclasses set ``family`` (``"1d"`` or ``"2d"``), ``depth``, ``sources``,
-    ``channels`` and ``config`` (the constructor arguments plus ``"family"``:
+    Subclasses set ``dimension`` (``"1d"`` or ``"2d"``), ``depth``, ``sources``,
+    ``channels`` and ``config`` (the constructor arguments plus ``"dimension"``:
     ``ablation.nets.build(net.config)`` rebuilds the same architecture, so a
     checkpoint that stores it describes itself), and implement
     :meth:`receptive_field`.
     """
 
-    family: str
+    dimension: str
     depth: int
     sources: int
     channels: int
@@ -90,9 +90,9 @@ class SeparationNet(nn.Module):
         return counter.get_total_flops() / 2
 
     def describe(self, sample_rate: int = 44100) -> dict[str, Any]:
-        """Figures for logging: family, depth, parameters, receptive field and cost."""
+        """Figures for logging: dimension, depth, parameters, receptive field and cost."""
         return {
-            "family": self.family,
+            "dimension": self.dimension,
             "depth": self.depth,
             "sources": self.sources,
             "channels": self.channels,

@@ -1,7 +1,7 @@
 """Named architectures (the papers' models) and :func:`build`.
 
-Each preset maps to constructor arguments plus ``"family"`` (``"wave"`` ->
-:class:`WaveUNet`, ``"spec"`` -> :class:`SpecUNet`). Every preset takes a
+Each preset maps to constructor arguments plus ``"dimension"`` (``"1d"`` ->
+:class:`WaveUNet`, ``"2d"`` -> :class:`SpecUNet`). Every preset takes a
 stereo mixture. Depth and the other arguments can be overridden, which is how
 the sweep grids vary them: ``build("wave-unet-m6", depth=3)``.
 """
@@ -15,10 +15,12 @@ from torch import nn
 from ablation.nets.spec_unet import SpecUNet
 from ablation.nets.wave_unet import WaveUNet
 
-FAMILIES: dict[str, type[nn.Module]] = {"wave": WaveUNet, "spec": SpecUNet}
+DIMENSIONS: dict[str, type[nn.Module]] = {"1d": WaveUNet, "2d": SpecUNet}
+# Checkpoints written before the vocabulary was one named the axis "family".
+_LEGACY_FAMILIES = {"wave": "1d", "spec": "2d", "1d": "1d", "2d": "2d"}
 
 _WAVE_UNET_M4: dict[str, Any] = {
-    "family": "wave",
+    "dimension": "1d",
     "sources": 2,
     "channels": 2,
     "depth": 12,
@@ -35,7 +37,7 @@ _WAVE_UNET_M4: dict[str, Any] = {
 }
 
 _SPLEETER: dict[str, Any] = {
-    "family": "spec",
+    "dimension": "2d",
     "channels": 2,
     "depth": 6,
     "filters": 16,
@@ -85,25 +87,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def build(name_or_dict: str | dict[str, Any], **overrides: Any) -> nn.Module:
-    """Build a net from a preset name or a dict of arguments with ``"family"``.
+    """Build a net from a preset name or a dict of arguments with ``"dimension"``.
 
     Args:
         name_or_dict: a key of :data:`PRESETS`, or a dict such as a net's
-            ``config`` (``{"family": "wave" | "spec", **constructor_args}``).
+            ``config`` (``{"dimension": "1d" | "2d", **constructor_args}``; the
+            ``"family": "wave" | "spec"`` of older checkpoints is read too).
         **overrides: constructor arguments replacing the preset's, e.g. ``depth=4``.
 
     Returns:
         the :class:`WaveUNet` or :class:`SpecUNet`.
 
     Raises:
-        ValueError: unknown preset, family or argument (the message lists the
+        ValueError: unknown preset, dimension or argument (the message lists the
             valid ones), or an invalid argument value.
     """
     arguments = _resolve(name_or_dict)
-    family = arguments.pop("family", None)
-    if family not in FAMILIES:
-        raise ValueError(f"a net description needs 'family' in {sorted(FAMILIES)}, got {family!r}.")
-    cls = FAMILIES[family]
+    legacy = _LEGACY_FAMILIES.get(arguments.pop("family", None))
+    dimension = arguments.pop("dimension", legacy)
+    if dimension not in DIMENSIONS:
+        raise ValueError(
+            f"a net description needs 'dimension' in {sorted(DIMENSIONS)}, got {dimension!r}."
+        )
+    cls = DIMENSIONS[dimension]
     arguments.update(overrides)
     valid = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
     unknown = sorted(set(arguments) - set(valid))

@@ -119,7 +119,7 @@ class SpecUNet(SeparationNet):
     both at most ``2**depth``); evaluation mode takes any input.
     """
 
-    family = "2d"
+    dimension = "2d"
 
     def __init__(
         self,
@@ -148,7 +148,7 @@ class SpecUNet(SeparationNet):
         input_norm: InputNorm = "batchnorm",
     ) -> None:
         super().__init__()
-        self.config = {"family": "spec", **_arguments(locals())}
+        self.config = {"dimension": "2d", **_arguments(locals())}
         _check_arguments(self.config)
         self.sources, self.channels, self.depth, self.bins = sources, channels, depth, bins
         self.complex_input = input_mode == "complex"

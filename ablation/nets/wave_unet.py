@@ -84,7 +84,7 @@ class WaveUNet(SeparationNet):
             sources (not on the difference source).
     """
 
-    family = "1d"
+    dimension = "1d"
 
     def __init__(
         self,
@@ -108,7 +108,7 @@ class WaveUNet(SeparationNet):
         output_activation: OutputActivation = "tanh",
     ) -> None:
         super().__init__()
-        self.config = {"family": "wave", **_arguments(locals())}
+        self.config = {"dimension": "1d", **_arguments(locals())}
         _check_arguments(self.config)
         self.sources, self.channels, self.depth = sources, channels, depth
         self.down_kernel, self.up_kernel = down_kernel, up_kernel

@@ -120,7 +120,7 @@ def _read_checkpoint(run: Run) -> None:
         return
     rate = net.sample_rate
     figures = net.describe(rate)
-    run.dimension = figures["family"]
+    run.dimension = figures["dimension"]
     run.depth = figures["depth"]
     run.parameters = figures["parameters"]
     run.receptive_field_s = figures["receptive_field_samples"] / rate
