@@ -7,7 +7,7 @@ the cache and the toy generator without importing Lightning.
 import importlib
 
 _EXPORTS = {
-    "DataError": "datamodules.layout",
+    "DataError": "ablation.tracks",
     "MUSDBDataModule": "datamodules.musdb",
     "make_toy_dataset": "datamodules.toy",
 }

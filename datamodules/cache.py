@@ -21,8 +21,7 @@ from tqdm.auto import tqdm
 
 from ablation.constants import SOURCES
 from ablation.files import atomic_write
-from datamodules.audio import decode_track
-from datamodules.layout import DataError, TrackRef
+from ablation.tracks import DataError, TrackRef, decode_track
 
 # 2: entries are checked on the way in (non-finite, empty, truncated, silent); an entry
 # of an earlier version may hold a truncated file's silence, so it is decoded again.

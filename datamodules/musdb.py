@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ablation.constants import SAMPLE_RATE
+from ablation.tracks import DataError, TrackRef, list_tracks, split_train_valid
 from datamodules.augment import Augment, ChannelSwap, RandomGain, SignFlip
 from datamodules.cache import TrackCache, default_cache_dir
 from datamodules.datasets import (
@@ -22,7 +23,6 @@ from datamodules.datasets import (
     collate_prebuilt,
     resolve_targets,
 )
-from datamodules.layout import DataError, TrackRef, list_tracks, split_train_valid
 from datamodules.sampler import StreamSampler
 
 log = logging.getLogger(__name__)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
 
 import musdb
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tracks.helpers import noise_stems, write_hq_track
 
 from ablation.constants import SOURCES
+from ablation.tracks import decode_track, detect_is_wav, list_tracks
 from datamodules import DataError, MUSDBDataModule, make_toy_dataset
-from datamodules import audio as audio_module
 from datamodules.cache import TrackCache
-from datamodules.layout import detect_is_wav, list_tracks, official_validation_tracks
 
 
 def make_dm(root, tmp_path, **kwargs) -> MUSDBDataModule:
@@ -29,17 +28,6 @@ def make_dm(root, tmp_path, **kwargs) -> MUSDBDataModule:
         progress=False,
     )
     return MUSDBDataModule(root=str(root), **{**defaults, **kwargs})
-
-
-def write_hq_track(folder: Path, stems: dict[str, np.ndarray], rate: int = 44100) -> None:
-    folder.mkdir(parents=True)
-    for source, audio in stems.items():
-        sf.write(folder / f"{source}.wav", audio, rate, subtype="PCM_16")
-
-
-def noise_stems(seconds: float = 1.0, rate: int = 44100, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    return {s: 0.1 * rng.standard_normal((int(seconds * rate), 2)) for s in SOURCES}
 
 
 # ---- forms -------------------------------------------------------------------
@@ -113,15 +101,6 @@ def test_seeded_split_is_independent_of_training_seed(toy_root, tmp_path):
     assert names[0] == names[1] and len(names[0]) == 1
     train = {t.name for t in make_dm(toy_root, tmp_path).splits()["train"]}
     assert not train & {t.name for t in names[0]} and len(train) == 2
-
-
-def test_official_split_is_used_when_its_tracks_are_present(tmp_path):
-    official = official_validation_tracks()[:2]
-    for name in [*official, "Some Artist - Some Song"]:
-        write_hq_track(tmp_path / "root" / "train" / name, noise_stems(0.1))
-    splits = make_dm(tmp_path / "root", tmp_path).splits()
-    assert sorted(t.name for t in splits["valid"]) == sorted(official)
-    assert [t.name for t in splits["train"]] == ["Some Artist - Some Song"]
 
 
 def test_validation_is_deterministic_whatever_the_seed(toy_root, tmp_path):
@@ -219,7 +198,7 @@ def test_worker_processes_map_the_cache(toy_root, tmp_path):
 # ---- cache ------------------------------------------------------------------------
 def count_decodes(monkeypatch) -> list:
     calls = []
-    original = audio_module.decode_track
+    original = decode_track
 
     def counting(track, *args):
         calls.append(track.name)
@@ -299,68 +278,6 @@ def test_cache_notices_changed_source_files(tmp_path):
 
 
 # ---- errors --------------------------------------------------------------------------
-def test_missing_root(tmp_path):
-    with pytest.raises(DataError, match=r"does not exist.*toy-data"):
-        make_dm(tmp_path / "nope", tmp_path).splits()
-
-
-def test_empty_root(tmp_path):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match=r"no train/ or test/.*empty"):
-        make_dm(tmp_path / "empty", tmp_path).splits()
-
-
-def test_root_in_neither_layout(tmp_path):
-    (tmp_path / "root" / "train" / "song").mkdir(parents=True)
-    (tmp_path / "root" / "train" / "song" / "guitar.wav").write_bytes(b"")
-    with pytest.raises(DataError, match="neither MUSDB18 layout"):
-        make_dm(tmp_path / "root", tmp_path).splits()
-
-
-def test_stems_without_ffmpeg(musdb_sample, tmp_path, monkeypatch):
-    monkeypatch.setattr("datamodules.layout.shutil.which", lambda name: None)
-    with pytest.raises(DataError, match=r"need the ffmpeg binary.*apt-get install ffmpeg"):
-        make_dm(musdb_sample, tmp_path).prepare_data()
-
-
-def test_truncated_stems_file(musdb_sample, tmp_path):
-    broken = tmp_path / "root" / "train" / "Broken - Song.stem.mp4"
-    broken.parent.mkdir(parents=True)
-    src = musdb_sample / "train" / "Music Delta - 80s Rock.stem.mp4"
-    broken.write_bytes(src.read_bytes()[:50_000])
-    with pytest.raises(DataError, match=r"Broken - Song.stem.mp4 could not be decoded.*truncated"):
-        make_dm(tmp_path / "root", tmp_path).prepare_data()
-
-
-def test_corrupt_wav(tmp_path):
-    write_hq_track(tmp_path / "root" / "train" / "a", noise_stems(0.2))
-    (tmp_path / "root" / "train" / "a" / "bass.wav").write_bytes(b"RIFF garbage, not audio")
-    with pytest.raises(DataError, match=r"bass.wav could not be decoded"):
-        make_dm(tmp_path / "root", tmp_path).prepare_data()
-
-
-def test_missing_stem_file(tmp_path):
-    write_hq_track(tmp_path / "root" / "train" / "a", noise_stems(0.2))
-    (tmp_path / "root" / "train" / "a" / "other.wav").unlink()
-    with pytest.raises(DataError, match=r"other.wav is missing"):
-        make_dm(tmp_path / "root", tmp_path).prepare_data()
-
-
-def test_stems_of_different_lengths(tmp_path):
-    stems = noise_stems(0.2)
-    stems["vocals"] = stems["vocals"][:-10]
-    write_hq_track(tmp_path / "root" / "train" / "a", stems)
-    with pytest.raises(DataError, match=r"disagree in length.*'vocals': 8810"):
-        make_dm(tmp_path / "root", tmp_path).prepare_data()
-
-
-def test_stems_of_different_sample_rates(tmp_path):
-    write_hq_track(tmp_path / "root" / "train" / "a", noise_stems(0.2))
-    sf.write(tmp_path / "root" / "train" / "a" / "drums.wav", noise_stems(0.2)["drums"], 48000)
-    with pytest.raises(DataError, match=r"disagree in sample rate.*'drums': 48000"):
-        make_dm(tmp_path / "root", tmp_path).prepare_data()
-
-
 def test_short_track_is_padded_and_stated(tmp_path, caplog):
     write_hq_track(tmp_path / "root" / "train" / "long", noise_stems(1.0))
     write_hq_track(tmp_path / "root" / "train" / "short", noise_stems(0.1))

@@ -73,8 +73,8 @@ def _musdb_segments_per_s(root: Path, is_wav: bool, count: int) -> float:
 
 
 def _cache_build(root: Path, cache_dir: Path):
+    from ablation.tracks import list_tracks
     from datamodules.cache import TrackCache
-    from datamodules.layout import list_tracks
 
     tracks = list_tracks(root, "train")
     cache = TrackCache(cache_dir, root, 44100, 2)

@@ -27,6 +27,7 @@ from ablation.evaluation.protocol import (
 from ablation.evaluation.separation import load_net
 from ablation.evaluation.tracks import dataset_rate
 from ablation.files import write_text
+from ablation.tracks import detect_is_wav, list_tracks, require_ffmpeg
 
 # Manifest fields that make two evaluations different; tracks may grow between runs.
 _IDENTITY = ("checkpoint_sha1", "baseline", "root", "subset", "targets", "metrics", "sample_rate")
@@ -137,8 +138,6 @@ def prepare(
     targets: str | Sequence[str] | None = None,
 ) -> tuple[Plan, list[str]]:
     """Check the request and the data, claim the output folder, return the plan and tracks."""
-    from datamodules.layout import detect_is_wav, list_tracks, require_ffmpeg
-
     if baseline is not None and baseline not in BASELINES:
         raise EvaluationError(f"unknown baseline {baseline!r}: expected one of {BASELINES}.")
     if metrics not in BACKENDS:

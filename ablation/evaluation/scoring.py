@@ -13,7 +13,7 @@ import numpy as np
 from ablation.evaluation.plan import Plan
 from ablation.evaluation.protocol import HOP_SECONDS, METRICS, WIN_SECONDS, Group
 from ablation.evaluation.separation import estimate
-from ablation.evaluation.tracks import check_rate, find_track, load_track, references
+from ablation.evaluation.tracks import Track, check_rate, load_track, references
 from ablation.files import write_text
 
 
@@ -78,13 +78,9 @@ def score_track_file(plan: Plan, name: str) -> dict[str, Any]:
         ``{"track", "seconds" (of audio), "wall" (seconds spent), "silent"}``.
     """
     start = time.perf_counter()
-    track = find_track(plan, name)
+    track = load_track(plan, name)
     check_rate(plan, track)
-    try:
-        store, mixture, silent = _score(plan, track)
-    finally:
-        for source in track.sources.values():
-            source.audio = None  # drop the decoded audio: the track object stays cached
+    store, mixture, silent = _score(plan, track)
     write_text(plan.track_file(name), store.json)
     return {
         "track": name,
@@ -94,11 +90,10 @@ def score_track_file(plan: Plan, name: str) -> dict[str, Any]:
     }
 
 
-def _score(plan: Plan, track: Any) -> tuple[Any, np.ndarray, list[str]]:
+def _score(plan: Plan, track: Track) -> tuple[Any, np.ndarray, list[str]]:
     from museval import TrackStore
 
-    name = track.name
-    mixture = load_track(track, plan.is_wav)
+    name, mixture = track.name, track.mixture
     estimates = estimate(plan, track, mixture)
     store = TrackStore(name, win=WIN_SECONDS, hop=HOP_SECONDS)
     silent, mse = [], {}

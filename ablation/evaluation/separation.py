@@ -4,17 +4,15 @@ targets a scoring group needs beyond them are derived."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
-import torchaudio
 
 from ablation.evaluation.baselines import oracle_gain, oracle_irm
 from ablation.evaluation.cache import cached
 from ablation.evaluation.plan import Plan
 from ablation.evaluation.protocol import ACCOMPANIMENT
-from ablation.evaluation.tracks import references
+from ablation.evaluation.tracks import Track, references
+from ablation.tracks import resample
 
 
 def load_net(ckpt: str, device: str) -> torch.nn.Module:
@@ -25,16 +23,6 @@ def load_net(ckpt: str, device: str) -> torch.nn.Module:
     return cached(("separator", ckpt, device), lambda: checkpoint.load_net(ckpt, device))
 
 
-def _resample(audio: torch.Tensor, rate: int, target: int, length: int | None) -> torch.Tensor:
-    """Resample the time axis (torchaudio), cropped or padded to ``length`` when given."""
-    if rate != target:
-        audio = torchaudio.functional.resample(audio.contiguous(), rate, target)
-    if length is not None:
-        audio = torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))
-        audio = audio[..., :length]
-    return audio
-
-
 def separate_track(plan: Plan, mixture: np.ndarray) -> dict[str, np.ndarray]:
     """Separate ``mixture`` ``(samples, channels)`` at the dataset's rate with the plan's
     checkpoint; return ``{source: (samples, channels)}`` float64 at the dataset's rate."""
@@ -43,14 +31,14 @@ def separate_track(plan: Plan, mixture: np.ndarray) -> dict[str, np.ndarray]:
     net = load_net(plan.ckpt, plan.device)
     with torch.inference_mode():
         mix = torch.as_tensor(mixture.T, dtype=torch.float32)
-        resampled = _resample(mix, plan.sample_rate, plan.net_rate, None)
+        resampled = resample(mix, plan.sample_rate, plan.net_rate, None)
         estimates = separate(net, resampled, segment=plan.segment, device=plan.device)
-        estimates = _resample(estimates, plan.net_rate, plan.sample_rate, mix.shape[-1])
+        estimates = resample(estimates, plan.net_rate, plan.sample_rate, mix.shape[-1])
     assert estimates.shape == (len(plan.sources), *mix.shape), (estimates.shape, mix.shape)
     return {name: estimates[i].T.double().cpu().numpy() for i, name in enumerate(plan.sources)}
 
 
-def estimate(plan: Plan, track: Any, mixture: np.ndarray) -> dict[str, np.ndarray]:
+def estimate(plan: Plan, track: Track, mixture: np.ndarray) -> dict[str, np.ndarray]:
     """The estimator's output ``{target: (samples, channels)}`` for every target a
     scoring group needs.
 

@@ -10,7 +10,7 @@ import torch
 from evaluation_helpers import PAIR
 
 from ablation.evaluation import METRICS, EvaluationError, evaluate_checkpoint
-from datamodules.layout import DataError
+from ablation.tracks import DataError
 
 
 def test_checkpoint_output_goes_beside_the_checkpoint_with_the_study_mse(ckpt_eval):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from evaluation_helpers import toy_track, write_checkpoint
+from evaluation_helpers import write_checkpoint
 
 
 def test_a_net_at_another_rate_separates_at_its_rate_and_is_scored_at_the_tracks(toy1, tmp_path):
@@ -17,9 +17,9 @@ def test_a_net_at_another_rate_separates_at_its_rate_and_is_scored_at_the_tracks
     from ablation.separate import separate
 
     ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", sample_rate=11025)
-    plan, _ = prepare(str(ckpt), str(toy1), "test", str(tmp_path / "out"), None, "torch", "cpu")
+    plan, names = prepare(str(ckpt), str(toy1), "test", str(tmp_path / "out"), None, "torch", "cpu")
     assert (plan.sample_rate, plan.net_rate, plan.segment) == (44100, 11025, 11025)
-    mixture = load_track(toy_track(toy1), True)  # (samples, channels) at 44.1 kHz
+    mixture = load_track(plan, names[0]).mixture  # (samples, channels) at 44.1 kHz
     estimates = separate_track(plan, mixture)
     net = load_net(str(ckpt))
     low = torchaudio.functional.resample(torch.tensor(mixture.T, dtype=torch.float32), 44100, 11025)

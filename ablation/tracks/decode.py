@@ -1,20 +1,23 @@
-"""Decoding one track of either form into a ``(sources, channels, time)`` array.
+"""Decoding one track of either form: its four sources (and its mixture as stored), with
+every check, at the file's rate or matched to a rate and channel count.
 
-Every failure becomes a :class:`DataError` naming the file, what was expected and
+Training (the DataModule's cache) and evaluation both read tracks here, so they see
+the same samples. Every failure becomes a :class:`DataError` naming the file, what was expected and
 what to do, instead of a traceback from deep inside soundfile or ffmpeg.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 
 from ablation.constants import SOURCES
-from datamodules.layout import STEM_STREAM, DataError, TrackRef, require_ffmpeg
+from ablation.tracks.layout import STEM_STREAM, DataError, TrackRef, require_ffmpeg
+from ablation.tracks.resample import resample, to_channels
 
 # A whole AAC file decodes a frame or two *longer* than its container says (priming
 # and padding), never shorter; a decode this much shorter was cut off.
@@ -124,13 +127,13 @@ def _check_not_truncated(track: TrackRef, info, stream: int, source: str, sample
         )
 
 
-def _read_stems_mp4(track: TrackRef) -> dict[str, tuple[np.ndarray, int]]:
+def _read_stems_mp4(track: TrackRef, names=SOURCES) -> dict[str, tuple[np.ndarray, int]]:
     import stempeg
 
     require_ffmpeg([track])
     info = _probe_stems(track)
     stems = {}
-    for source in SOURCES:
+    for source in names:
         stream = STEM_STREAM[source]
         try:
             # Stream by stream: stempeg runs one ffmpeg per stream anyway, and reading them
@@ -158,16 +161,11 @@ def _read_stems_mp4(track: TrackRef) -> dict[str, tuple[np.ndarray, int]]:
     return stems
 
 
-def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray:
-    """Decode the four sources of a track.
-
-    Args:
-        track: the track to decode.
-        sample_rate: output rate; resampled with torchaudio when the file differs.
-        channels: 1 (mono, channel average) or 2 (a mono file is duplicated).
+def decode_stems(track: TrackRef) -> tuple[np.ndarray, int]:
+    """Decode the four sources of a track at the rate of its files.
 
     Returns:
-        float32 array ``(len(SOURCES), channels, time)`` in ``SOURCES`` order.
+        float32 array ``(len(SOURCES), channels, time)`` in ``SOURCES`` order, and the rate.
 
     Raises:
         DataError: for missing, corrupt, empty, truncated or inconsistent files, non-finite
@@ -180,21 +178,50 @@ def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray
     _check_consistent(track, stems)
     _check_not_silent(track, stems)
     rate = next(iter(stems.values()))[1]
-    audio = torch.from_numpy(np.stack([stems[s][0].T for s in SOURCES]))  # (S, C, T)
-    audio = _to_channels(audio, channels, track)
-    if rate != sample_rate:
-        audio = torchaudio.functional.resample(audio.contiguous(), rate, sample_rate)
+    return np.stack([stems[s][0].T for s in SOURCES]), rate
+
+
+def decode_mixture(track: TrackRef) -> np.ndarray | None:
+    """The mixture as the track stores it, ``(channels, time)`` float32 at the file's rate.
+
+    The mixture stream of a ``.stem.mp4`` (not the sum of its sources: each stream is coded
+    apart), or an HQ folder's ``mixture.wav``; None when an HQ folder has none.
+    """
+    if track.is_wav:
+        path = track.path / "mixture.wav"
+        return _read_wav(path)[0].T if path.exists() else None
+    return _read_stems_mp4(track, ("mixture",))["mixture"][0].T
+
+
+def track_rate(track: TrackRef) -> int:
+    """The sample rate of a track, read from its file headers without decoding."""
+    if not track.is_wav:
+        return int(_probe_stems(track).rate(STEM_STREAM["mixture"]))
+    path = next((p for p in track.stem_files().values() if p.exists()), Path())
+    try:
+        return int(sf.info(path).samplerate)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise DataError(
+            f"{path} could not be read ({err}): expected a readable audio file. "
+            f"Re-export or re-download it."
+        ) from err
+
+
+def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray:
+    """Decode the four sources of a track at ``sample_rate`` with ``channels``.
+
+    Args:
+        track: the track to decode.
+        sample_rate: output rate; resampled with torchaudio when the file differs.
+        channels: 1 (mono, channel average) or 2 (a mono file is duplicated).
+
+    Returns:
+        float32 array ``(len(SOURCES), channels, time)`` in ``SOURCES`` order.
+
+    Raises:
+        DataError: as :func:`decode_stems`, or for a channel count that cannot be matched.
+    """
+    stems, rate = decode_stems(track)
+    audio = to_channels(torch.from_numpy(stems), channels, f"track {track.path}")
+    audio = resample(audio, rate, sample_rate)
     return audio.numpy().astype(np.float32, copy=False)
-
-
-def _to_channels(audio: torch.Tensor, channels: int, track: TrackRef) -> torch.Tensor:
-    if audio.shape[1] == channels:
-        return audio
-    if channels == 1:
-        return audio.mean(1, keepdim=True)
-    if audio.shape[1] == 1:
-        return audio.expand(-1, channels, -1).contiguous()
-    raise DataError(
-        f"track {track.path} has {audio.shape[1]} channels, but {channels} were asked for: "
-        f"expected mono or stereo audio. Set --data.channels to 1 or 2."
-    )
