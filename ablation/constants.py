@@ -6,6 +6,8 @@ WANDB_PROJECT = "unet-ablation"
 # The file that marks a folder as an evaluation of `ablation eval` (and says of what).
 EVALUATION_MANIFEST = "evaluation.json"
 SOURCES: tuple[str, ...] = ("drums", "bass", "other", "vocals")
+# MUSDB18's derived target: everything but the vocals.
+ACCOMPANIMENT: tuple[str, ...] = ("drums", "bass", "other")
 # Target sets a user can ask for by name; any subset of SOURCES works too.
 TARGET_SETS: dict[str, tuple[str, ...]] = {
     "4stems": SOURCES,

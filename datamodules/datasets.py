@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ablation.constants import SOURCES, target_names
-from datamodules.layout import DataError
+from ablation.constants import ACCOMPANIMENT, SOURCES, target_names
+from ablation.tracks import DataError
 
-DERIVED = {"accompaniment": ("drums", "bass", "other")}
+DERIVED = {"accompaniment": ACCOMPANIMENT}
 REST = "rest"
 
 

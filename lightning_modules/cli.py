@@ -33,6 +33,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from ablation.checkpoint import checkpoint_step, read_checkpoint
 from ablation.constants import MONITOR, MONITOR_MODE
+from ablation.files import TMP_SUFFIX
 from ablation.runs import (
     WANDB_RUN,
     expand_cell,
@@ -48,7 +49,7 @@ from lightning_modules.budget import TrainingBudget, budget_seconds
 from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
 from lightning_modules.run_args import check_same_args
-from lightning_modules.run_record import TMP_SUFFIX, RunRecord
+from lightning_modules.run_record import RunRecord
 from lightning_modules.separation import SeparationModule
 from lightning_modules.wandb_log import SteppedWandbLogger
 

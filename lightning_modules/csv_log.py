@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 
 import lightning as L
 from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from lightning_modules.run_record import TMP_SUFFIX
+from ablation.files import write_text
 
 STEP = "step"
 
@@ -48,12 +48,11 @@ class AppendingWriter(ExperimentWriter):
             kept = found[:rows]
         if len(kept) < len(found):
             # a kill here leaves metrics.csv whole; the next run removes the .tmp
-            partial = f"{self.metrics_file_path}{TMP_SUFFIX}"
-            with self._fs.open(partial, "w", newline="") as file:
-                writer = csv.DictWriter(file, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(kept)
-            os.replace(partial, self.metrics_file_path)
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+            write_text(self.metrics_file_path, text.getvalue())
         self.rows = len(kept)
         return len(found) - len(kept)
 

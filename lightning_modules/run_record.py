@@ -6,10 +6,6 @@ and in ``summary.json``."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +15,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
 from ablation.constants import MONITOR, VAL_LOSS, VAL_MSE
+from ablation.files import write_json
 from ablation.runs import SUMMARY, WANDB_RUN
 from lightning_modules.budget import TrainingBudget
 from lightning_modules.fairness import FairnessRecord
-
-TMP_SUFFIX = ".tmp"
 
 
 def _find(trainer: L.Trainer, kind: type) -> Any:
@@ -37,27 +32,6 @@ def fairness_record(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[st
     record.update(budget.record() if budget else {})
     record["steps"] = trainer.global_step
     return record
-
-
-def finite_or_none(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None, at any depth:
-    standard JSON has no NaN or Infinity, and strict readers refuse them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_none(item) for item in value]
-    return value
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write then rename: an interrupted write never leaves a truncated file (a
-    leftover ``*.tmp`` is removed by the next run of the folder)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    with os.fdopen(fd, "w") as f:
-        json.dump(finite_or_none(data), f, indent=2, default=str, allow_nan=False)
-    os.replace(tmp, path)
 
 
 def run_config(pl_module: L.LightningModule) -> dict[str, Any]:

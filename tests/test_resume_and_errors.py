@@ -19,12 +19,12 @@ from test_modules import SEGMENT, trainer
 
 from ablation.cli import main
 from ablation.constants import MONITOR, MONITOR_MODE, TRAIN_LOSS
+from ablation.files import write_json
 from ablation.runs import expand_cell
 from datamodules import MUSDBDataModule
 from lightning_modules import WaveUNetModule
 from lightning_modules.callbacks import spectrogram_image
 from lightning_modules.cli import AblationCLI, RunCheckpoint
-from lightning_modules.run_record import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = str(REPO / "sweeps" / "demo_base.yaml")

@@ -25,7 +25,6 @@ WIN_SECONDS = 1.0
 HOP_SECONDS = 1.0
 # The order of musdb's targets, which museval's eval_mus_track follows.
 MUSDB_TARGETS = ("vocals", "drums", "bass", "other", "accompaniment")
-ACCOMPANIMENT = ("drums", "bass", "other")
 MUSDB_CHANNELS = 2
 # What a single-source model's estimate is scored against: everything else.
 COMPLEMENT = "rest"

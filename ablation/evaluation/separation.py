@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ablation.constants import ACCOMPANIMENT
 from ablation.evaluation.baselines import oracle_gain, oracle_irm
 from ablation.evaluation.cache import cached
 from ablation.evaluation.plan import Plan
-from ablation.evaluation.protocol import ACCOMPANIMENT
 from ablation.evaluation.tracks import Track, references
 from ablation.tracks import resample
 

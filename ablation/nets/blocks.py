@@ -144,6 +144,12 @@ def init_convolutions(module: nn.Module, init: str) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+def constructor_arguments(local_variables: dict[str, Any]) -> dict[str, Any]:
+    """A constructor's arguments from its ``locals()`` (called first thing): the ``config``
+    that rebuilds the net."""
+    return {k: v for k, v in local_variables.items() if k not in ("self", "__class__")}
+
+
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     """Raise a ``ValueError`` naming the valid choices when ``value`` is not one of them."""
     choices = tuple(choices)

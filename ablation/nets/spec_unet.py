@@ -57,6 +57,7 @@ from ablation.nets.blocks import (
     check_at_least,
     check_choice,
     check_odd,
+    constructor_arguments,
     conv_reads,
     follow,
     hull_reach,
@@ -148,7 +149,7 @@ class SpecUNet(SeparationNet):
         input_norm: InputNorm = "batchnorm",
     ) -> None:
         super().__init__()
-        self.config = {"dimension": "2d", **_arguments(locals())}
+        self.config = {"dimension": "2d", **constructor_arguments(locals())}
         _check_arguments(self.config)
         self.sources, self.channels, self.depth, self.bins = sources, channels, depth, bins
         self.complex_input = input_mode == "complex"
@@ -478,10 +479,6 @@ def _input_norm(kind: str, features: int, bins: int) -> nn.Module:
     if kind == "affine":
         return BinAffine(features, bins)
     return nn.Identity()
-
-
-def _arguments(local_variables: dict) -> dict:
-    return {k: v for k, v in local_variables.items() if k not in ("self", "__class__")}
 
 
 def _check_arguments(config: dict) -> None:

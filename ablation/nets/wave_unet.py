@@ -39,6 +39,7 @@ from ablation.nets.blocks import (
     check_at_least,
     check_choice,
     check_odd,
+    constructor_arguments,
     conv_reads,
     crop_hull,
     follow,
@@ -108,7 +109,7 @@ class WaveUNet(SeparationNet):
         output_activation: OutputActivation = "tanh",
     ) -> None:
         super().__init__()
-        self.config = {"dimension": "1d", **_arguments(locals())}
+        self.config = {"dimension": "1d", **constructor_arguments(locals())}
         _check_arguments(self.config)
         self.sources, self.channels, self.depth = sources, channels, depth
         self.down_kernel, self.up_kernel = down_kernel, up_kernel
@@ -282,10 +283,6 @@ class WaveUNet(SeparationNet):
             x = torch.cat([x, center_crop(skip, x.shape[-1])], dim=1)
             x = self.activation(conv(x))
         return x
-
-
-def _arguments(local_variables: dict) -> dict:
-    return {k: v for k, v in local_variables.items() if k not in ("self", "__class__")}
 
 
 def _width(filters: int, growth: str, level: int) -> int:
