@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+, := ,
 # Tests and the demo never talk to a W&B server.
 export WANDB_SILENT ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install ffmpeg test test-slow lint bench
+.PHONY: help install ffmpeg chromium test test-slow lint bench
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,17 +20,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
-ffmpeg: ## Install ffmpeg (needed for .stem.mp4) through apt when root, else say how
-	@command -v ffmpeg >/dev/null && exit 0; \
+# $(1): the command; $(2): what to do when it is missing and apt cannot install it.
+define apt_install
+	@command -v $(1) >/dev/null && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing ffmpeg with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+		echo "installing $(1) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
 	else \
-		echo "ffmpeg is missing: install it (sudo apt-get install ffmpeg, or conda/brew install ffmpeg), then run make again."; \
-		exit 1; \
+		$(2); \
 	fi
+endef
 
-install: $(STAMP) ffmpeg ## Create .venv and install the suite with its test extras
+ffmpeg: ## Install ffmpeg (needed for .stem.mp4) through apt when root, else say how
+	$(call apt_install,ffmpeg,echo "ffmpeg is missing: install it (sudo apt-get install ffmpeg$(,) or conda/brew install ffmpeg)$(,) then run make again."; exit 1)
+
+chromium: ## Install headless Chromium (the report page's browser test) through apt when root
+	$(call apt_install,chromium,echo "chromium is missing: the report page's browser test skips; sudo apt-get install chromium runs it.")
+
+install: $(STAMP) ffmpeg chromium ## Create .venv and install the suite with its test extras
 
 test: install ## Run the default test suite (offline, CPU, under 15 minutes)
 	WANDB_MODE=offline $(BIN)/pytest

@@ -3,6 +3,7 @@ plot and ``report.md`` (the other modules of :mod:`ablation.report` do each step
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -23,11 +24,13 @@ from ablation.report.fairness import (
     fairness_table,
     read_fairness,
 )
+from ablation.report.html import Page, write_page
+from ablation.report.listening import write_listening
 from ablation.report.markdown import write_report
 from ablation.report.plots import plot_all
 from ablation.report.runs import Run, checkpoint_file, read_run
 from ablation.report.significance import per_track_sdr, wilcoxon_pairs
-from ablation.report.tables import runs_table, targets
+from ablation.report.tables import runs_table, scores_table, targets
 from ablation.report.wandb_log import log_report
 
 
@@ -42,7 +45,8 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
         runs: run folders (``runs/<sweep>/<run>``), or evaluation folders of
             baselines (any folder holding ``evaluation.json``).
         out: folder for ``report.md``, ``runs.csv``, ``configurations.csv``,
-            ``significance.csv``, ``tracks.csv``, ``fairness.csv`` and the PNG plots.
+            ``significance.csv``, ``tracks.csv``, ``scores.csv``, ``fairness.csv``, the
+            PNG plots, ``index.html`` and the listening excerpts in ``listen/``.
         name: title of the report (the sweep name).
         wandb_log: also log the tables and plots to a new W&B run ``report-<name>``
             when W&B is online (a failure there only warns).
@@ -62,7 +66,9 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
             f"RUNS='dir1 dir2'."
         )
     run_list, baselines = _collect(folders)
-    table = runs_table(run_list, baselines, targets(run_list, baselines))
+    scored = targets(run_list, baselines)
+    table = runs_table(run_list, baselines, scored)
+    scores = scores_table(run_list, baselines)
     configurations = aggregate_seeds(table)
     tracks = per_track_sdr(run_list, baselines)
     models = list(dict.fromkeys(r.configuration for r in run_list if r.evaluation))
@@ -72,6 +78,7 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
     _write_csv(out / "configurations.csv", configurations)
     _write_csv(out / "significance.csv", pairs, index=False)
     _write_csv(out / "tracks.csv", tracks, index=False)
+    _write_csv(out / "scores.csv", scores)
     plots = plot_all(run_list, table, tracks, models + [b.label for b in baselines], out)
     records = {r.name: read_fairness(r.folder) for r in run_list}
     fairness, problems = fairness_table(records), fairness_problems(records)
@@ -84,9 +91,24 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
         if r.evaluation is None
     ]
     report = write_report(out, name, table, configurations, pairs, plots, missing, fairness_section)
+    excerpts, note = _listen(run_list, out)
+    labels = [b.label for b in baselines]
+    page = Page(name, table, configurations, labels, scored, scores, pairs, fairness, problems)
+    page.plots, page.excerpts, page.listening_note, page.missing = plots, excerpts, note, missing
+    print(f"report page: {write_page(out, page)}")
     if wandb_log:
-        log_report(name, table, pairs, plots, report)
+        log_report(name, table, pairs, plots, report, excerpts, out)
     return report
+
+
+def _listen(runs: list[Run], out: Path) -> tuple[list, str]:
+    """The listening excerpts, or none and why (the data or a checkpoint is unreadable
+    here, e.g. a report built away from the data)."""
+    try:
+        return write_listening(runs, out), ""
+    except (AblationError, OSError) as error:
+        warnings.warn(f"listening excerpts skipped: {error}", stacklevel=2)
+        return [], f"Listening excerpts skipped: {error}"
 
 
 def _collect(folders: list[Path]) -> tuple[list[Run], list[Evaluation]]:

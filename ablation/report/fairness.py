@@ -83,10 +83,15 @@ def fairness_markdown(fairness: pd.DataFrame, problems: list[str]) -> str:
         if problems
         else ["All runs share the data fingerprint, data seed, segment, context and budget."]
     )
-    shown = fairness.copy()
+    return "\n".join([*verdict, "", markdown_table(fairness_readable(fairness))])
+
+
+def fairness_readable(fairness: pd.DataFrame) -> pd.DataFrame:
+    """The fairness table formatted for reading, fingerprints shortened to 12 characters."""
+    shown = readable(fairness)
     if "data fingerprint" in shown:
-        shown["data fingerprint"] = shown["data fingerprint"].map(lambda v: str(v)[:12])
-    return "\n".join([*verdict, "", markdown_table(readable(shown))])
+        shown["data fingerprint"] = fairness["data fingerprint"].map(lambda v: str(v)[:12])
+    return shown
 
 
 def _common_batches(records) -> int | None:

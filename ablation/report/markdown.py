@@ -89,7 +89,16 @@ def _runs_markdown(table: pd.DataFrame) -> str:
 
 
 def _configurations_markdown(configurations: pd.DataFrame) -> str:
-    figures = [c[: -len(" mean")] for c in configurations.columns if c.endswith(" mean")]
+    return markdown_table(configurations_readable(configurations))
+
+
+def configurations_readable(
+    configurations: pd.DataFrame, figures: list[str] | None = None
+) -> pd.DataFrame:
+    """Seeds, dimension, depth and preset, then each figure (every one with a value when
+    ``figures`` is None) as ``mean ± std`` over seeds, formatted for reading."""
+    if figures is None:
+        figures = [c[: -len(" mean")] for c in configurations.columns if c.endswith(" mean")]
     shown = readable(configurations[["seeds", "dimension", "depth", "preset"]])
     for figure in figures:
         mean, std = configurations[f"{figure} mean"], configurations[f"{figure} std"]
@@ -100,14 +109,20 @@ def _configurations_markdown(configurations: pd.DataFrame) -> str:
             fmt(m, db) if math.isnan(m) or math.isnan(s) else f"{fmt(m, db)} ± {fmt(s, db)}"
             for m, s in zip(mean, std, strict=True)
         ]
-    return markdown_table(shown)
+    return shown
+
+
+def significance_wide(pairs: pd.DataFrame, value: str = "p") -> pd.DataFrame:
+    """One row per pair of configurations (``a vs b (n=tracks)``), one column per target:
+    ``value`` (the p-value, or the ``median difference`` a - b in dB)."""
+    wide = pairs.pivot_table(index=["a", "b"], columns="target", values=value, sort=False)
+    tracks = pairs.groupby(["a", "b"], sort=False).tracks.max()
+    wide.index = [f"{a} vs {b} (n={tracks[a, b]})" for a, b in wide.index]
+    wide.index.name = "pair: p-value over n paired tracks"
+    return wide[[t for t in TARGET_ORDER if t in wide] or list(wide)]
 
 
 def _significance_markdown(pairs: pd.DataFrame) -> str:
     if pairs.empty:
         return "Fewer than two evaluated configurations: nothing to compare."
-    wide = pairs.pivot_table(index=["a", "b"], columns="target", values="p", sort=False)
-    tracks = pairs.groupby(["a", "b"], sort=False).tracks.max()
-    wide.index = [f"{a} vs {b} (n={tracks[a, b]})" for a, b in wide.index]
-    wide.index.name = "pair: p-value over n paired tracks"
-    return markdown_table(wide[[t for t in TARGET_ORDER if t in wide] or list(wide)], digits=4)
+    return markdown_table(significance_wide(pairs), digits=4)

@@ -81,11 +81,26 @@ def _test_columns(evaluation: Evaluation | None, targets: list[str]) -> dict[str
         for target in targets:
             value = summary.get(target, {}).get(metric)
             row[f"test {metric} {target}"] = math.nan if value is None else value
-    # The mean is over the estimator's own targets: a four-stem model's derived
-    # accompaniment would count its stems twice.
-    scored = list(summary)
-    own = [t for t in scored if t != "accompaniment" or not set(SOURCES) <= set(scored)]
-    values = [row[f"test SDR {t}"] for t in own if f"test SDR {t}" in row]
+    values = [row[f"test SDR {t}"] for t in own_targets(summary) if f"test SDR {t}" in row]
     values = [v for v in values if not math.isnan(v)]
     row["test SDR mean"] = float(np.mean(values)) if values else math.nan
     return row
+
+
+def own_targets(scored) -> list[str]:
+    """The estimator's own targets among those ``scored``, which SDR means average: a
+    four-stem model's derived accompaniment would count its stems twice."""
+    scored = list(scored)
+    return [t for t in scored if t != "accompaniment" or not set(SOURCES) <= set(scored)]
+
+
+def scores_table(runs: list[Run], baselines: list[Evaluation]) -> pd.DataFrame:
+    """Every figure of every evaluation summary (SDR, ISR, SIR, SAR, MSE per target):
+    one row per run or baseline, columns ``<metric> <target>``."""
+    rows = {r.name: r.evaluation.summary for r in runs if r.evaluation}
+    rows |= {b.label: b.summary for b in baselines}
+    wide = {
+        name: {f"{m} {t}": v for t in sorted(s, key=target_rank) for m, v in s[t].items()}
+        for name, s in rows.items()
+    }
+    return pd.DataFrame.from_dict(wide, orient="index").rename_axis("run")

@@ -45,10 +45,12 @@ def write_checkpoint(path: Path, depth: int):
     return module
 
 
-def write_evaluation(folder: Path, sdr: np.ndarray, baseline: str | None = None) -> None:
+def write_evaluation(
+    folder: Path, sdr: np.ndarray, baseline: str | None = None, root="/data", tracks=TRACKS
+) -> None:
     """The files of an ``ablation eval`` folder that the report reads."""
     folder.mkdir(parents=True)
-    manifest = {"baseline": baseline, "subset": "test", "root": "/data", "targets": list(TARGETS)}
+    manifest = {"baseline": baseline, "subset": "test", "root": str(root), "targets": list(TARGETS)}
     manifest["checkpoint"] = None if baseline else str(folder.parent / "last.ckpt")
     (folder / "evaluation.json").write_text(json.dumps(manifest))
     summary = {
@@ -56,13 +58,15 @@ def write_evaluation(folder: Path, sdr: np.ndarray, baseline: str | None = None)
         for i, t in enumerate(TARGETS)
     }
     (folder / "summary.json").write_text(json.dumps(summary))
-    rows = [(track, t, sdr[k, i]) for k, track in enumerate(TRACKS) for i, t in enumerate(TARGETS)]
+    rows = [(track, t, sdr[k, i]) for k, track in enumerate(tracks) for i, t in enumerate(TARGETS)]
     pd.DataFrame(rows, columns=["track", "target", "SDR"]).to_csv(
         folder / "tracks.csv", index=False
     )
 
 
-def write_run(sweep: Path, name: str, depth: int, seed: int, evaluated: bool = True):
+def write_run(sweep: Path, name: str, depth: int, seed: int, evaluated: bool = True, **evaluation):
+    """A finished run folder: checkpoint, config, metrics.csv, summary.json and (when
+    ``evaluated``) its evaluation, written by :func:`write_evaluation` with ``evaluation``."""
     run = sweep / name
     module = write_checkpoint(run / "checkpoints" / "last.ckpt", depth)
     config = {
@@ -84,5 +88,5 @@ def write_run(sweep: Path, name: str, depth: int, seed: int, evaluated: bool = T
     }
     (run / "summary.json").write_text(json.dumps(summary))
     if evaluated:
-        write_evaluation(run / "checkpoints" / "last-eval-test", SDR[name])
+        write_evaluation(run / "checkpoints" / "last-eval-test", SDR[name], **evaluation)
     return run, module

@@ -1,0 +1,230 @@
+"""``index.html``: the report as one page to look at and listen to, built from the same
+DataFrames as ``report.md`` and the CSVs. It links only files beside it (the PNG plots,
+``listen/``), so the folder opens from disk or travels as a zip."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from ablation.files import write_text
+from ablation.report.fairness import fairness_readable
+from ablation.report.listening import REFERENCE, Excerpt
+from ablation.report.markdown import configurations_readable, readable, significance_wide
+
+# Where the Wilcoxon signed-rank test cannot reach p < 0.05 whatever the data (n <= 5).
+MIN_TRACKS = 6
+_PLOTS = {
+    "sdr_vs_depth": "Mean test SDR over sources against depth, per dimension: line and bars "
+    "are mean and std over seeds of the median over tracks; dots are single tracks.",
+    "val_loss": "Validation loss against training steps and against training time (the "
+    "budget axis). Time of a step: linear interpolation over the run's counted training "
+    "seconds (summary.json), which excludes validation, checkpoints and logging.",
+    "sdr_vs_compute": "Mean test SDR against training compute (steps x forward MACs of a "
+    "training batch).",
+    "sdr_boxplot": "Per-track test SDR per target, one box per configuration.",
+}
+_STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} nav a{margin-right:1em} table{border-collapse:collapse;margin:.6em 0}
+th,td{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left} thead th{background:#f4f4f4}
+tr.baseline td{color:#666;font-style:italic} td.best{font-weight:700;background:#e3f4e1}
+td.bad,li.bad{color:#b00020;font-weight:600} figure{display:inline-block;margin:.5em}
+figure img{max-width:680px} figcaption{max-width:680px;font-size:13px;color:#555}
+.listen td{vertical-align:top;text-align:center} .listen img{display:block;width:300px}
+.listen audio{width:300px} details{margin:.6em 0} .note{color:#555;font-size:14px}
+"""
+
+
+@dataclass
+class Page:
+    """What the page shows: the report's DataFrames, plots and excerpts."""
+
+    name: str
+    table: pd.DataFrame
+    configurations: pd.DataFrame
+    baselines: list[str]
+    targets: list[str]
+    scores: pd.DataFrame
+    pairs: pd.DataFrame
+    fairness: pd.DataFrame
+    problems: list[str]
+    plots: list[Path] = field(default_factory=list)
+    excerpts: list[Excerpt] = field(default_factory=list)
+    listening_note: str = ""
+    missing: list[str] = field(default_factory=list)
+
+
+def write_page(out: Path, page: Page) -> Path:
+    """Write ``out/index.html`` and return its path."""
+    sections = [
+        ("results", "Results", _headline(page)),
+        ("plots", "Plots", _plots(page.plots)),
+        ("listening", "Listening", _listening(page)),
+        ("fairness", "Fairness", _fairness(page.fairness, page.problems)),
+        ("significance", "Significance", _significance(page.pairs)),
+    ]
+    if page.missing:
+        items = "".join(f"<li>{escape(m)}</li>" for m in page.missing)
+        sections.append(("missing", "Not evaluated", f"<ul>{items}</ul>"))
+    nav = "".join(f'<a href="#{key}">{title}</a>' for key, title, _ in sections)
+    body = "".join(f'<section id="{k}"><h2>{t}</h2>{html}</section>' for k, t, html in sections)
+    path = out / "index.html"
+    write_text(
+        path,
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Report: {escape(page.name)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>Report: {escape(page.name)}</h1><p class=note>Test figures: museval v4 (SiSEC "
+        f"2018), SDR in dB as the median over tracks of the median over 1 s frames.</p>"
+        f"<nav>{nav}</nav>{body}</body></html>\n",
+    )
+    return path
+
+
+def html_table(
+    df: pd.DataFrame,
+    marked: set[tuple[str, str]] = frozenset(),
+    mark: str = "best",
+    row_class: dict[str, str] | None = None,
+    table_id: str = "",
+) -> str:
+    """``df`` (already formatted) as a table; cells ``(index, column)`` in ``marked`` get
+    the class ``mark``, rows the classes of ``row_class``."""
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in [df.index.name or "", *df.columns])
+    rows = []
+    for index, row in df.iterrows():
+        cells = [f"<td>{escape(str(index))}</td>"]
+        for column, value in row.items():
+            cls = f' class="{mark}"' if (index, column) in marked else ""
+            cells.append(f"<td{cls}>{escape(str(value))}</td>")
+        cls = (row_class or {}).get(index)
+        rows.append(f"<tr{f' class={cls!r}' if cls else ''}>{''.join(cells)}</tr>")
+    ident = f' id="{table_id}"' if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _headline(page: Page) -> str:
+    """One row per configuration, then the baselines; the best cell of each column marked."""
+    sdr = [f"test SDR {t}" for t in page.targets] + ["test SDR mean"]
+    figures = [*sdr, "steps", "parameters"]
+    conf = page.configurations
+    shown = configurations_readable(conf, figures)
+    shown = shown.drop(columns=[c for c in ("preset",) if c in shown])
+    shown = shown.rename(columns={c: c.replace("test SDR ", "SDR ") for c in shown})
+    cells = [c for c in conf.index if c not in page.baselines]
+    marked = set()
+    for figure in figures:
+        values = conf.loc[cells, f"{figure} mean"].dropna() if cells else pd.Series(dtype=float)
+        if len(values) > 1:
+            best = values.idxmin() if figure == "parameters" else values.idxmax()
+            marked.add((best, figure.replace("test SDR ", "SDR ")))
+    kinds = {b: "baseline" for b in page.baselines}
+    details = html_table(readable(page.table.set_index("run").dropna(axis=1, how="all")))
+    scores = html_table(readable(page.scores)) if not page.scores.empty else ""
+    return (
+        html_table(shown, marked, row_class=kinds, table_id="headline")
+        + "<p class=note>SDR in dB, mean ± std over seeds; steps done in the time budget; "
+        "marked: the best configuration in each column (highest SDR and steps, fewest "
+        "parameters). Baselines in italics.</p>"
+        + f"<details><summary>Every run (MSE, wall time, memory, MACs)</summary>{details}"
+        + "</details><details><summary>Every test figure (SDR, ISR, SIR, SAR, MSE)</summary>"
+        + f"{scores}</details>"
+    )
+
+
+def _plots(plots: list[Path]) -> str:
+    figures = [
+        f'<figure><img src="{escape(p.name)}" alt="{escape(p.stem)}">'
+        f"<figcaption>{escape(_PLOTS.get(p.stem, p.stem))}</figcaption></figure>"
+        for p in sorted(plots, key=lambda p: list(_PLOTS).index(p.stem) if p.stem in _PLOTS else 9)
+    ]
+    return "".join(figures) or "<p>No figures: nothing was evaluated or logged.</p>"
+
+
+def _listening(page: Page) -> str:
+    if not page.excerpts:
+        return f"<p>{escape(page.listening_note or 'No evaluated checkpoint to listen to.')}</p>"
+    parts = [
+        "<p class=note>The same excerpt of each track: where the quietest target is loudest. "
+        "Each net separated it with real audio around it. One colour scale per track "
+        "(80 dB below its loudest bin); log frequency, 40 Hz at the bottom.</p>"
+    ]
+    for excerpt in page.excerpts:
+        head = "".join(f"<th>{escape(t)}</th>" for t in excerpt.targets)
+        rows = [
+            f"<tr><td>{escape(_row_label(label, excerpt))}</td>"
+            + "".join(_player(clips.get(t)) for t in excerpt.targets)
+            + "</tr>"
+            for label, clips in excerpt.rows.items()
+        ]
+        start = excerpt.start_seconds
+        parts.append(
+            f"<h3>{escape(excerpt.track)} <small>({start:.1f}–{start + excerpt.seconds:.1f} s)"
+            f"</small></h3><table class=listen><tr><td>mixture</td>{_player(excerpt.mixture)}"
+            f"</tr><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+        )
+    return "".join(parts)
+
+
+def _row_label(label: str, excerpt: Excerpt) -> str:
+    if label == REFERENCE:
+        return "reference"
+    run = excerpt.runs.get(label)
+    return f"{label} ({run})" if run else label
+
+
+def _player(clip) -> str:
+    if clip is None:
+        return "<td>–</td>"
+    return (
+        f'<td><audio controls preload="metadata" src="{escape(clip.audio)}"></audio>'
+        f'<img src="{escape(clip.image)}" alt="spectrogram" loading="eager"></td>'
+    )
+
+
+def _fairness(fairness: pd.DataFrame, problems: list[str]) -> str:
+    """Every run's record; each setting where a run differs from the rest in red."""
+    shown = fairness_readable(fairness)
+    bad = {
+        (run, column)
+        for run in shown.index
+        for column in shown.columns
+        for problem in problems
+        if problem.startswith(f"{run}: {column} ")
+    }
+    rows = {run: "bad" for run in shown.index if any(p.startswith(f"{run}: ") for p in problems)}
+    verdict = (
+        "<ul>" + "".join(f"<li class=bad>{escape(p)}</li>" for p in problems) + "</ul>"
+        if problems
+        else "<p>All runs share the data fingerprint, data seed, segment, context and budget.</p>"
+    )
+    return verdict + html_table(shown, bad, mark="bad", row_class=rows, table_id="fairness")
+
+
+def _significance(pairs: pd.DataFrame) -> str:
+    if pairs.empty:
+        return "<p>Fewer than two evaluated configurations: nothing to compare.</p>"
+    values = significance_wide(pairs)
+    p = values.map(lambda v: "–" if math.isnan(v) else f"{v:.4f}")
+    marked = {(i, c) for i in p.index for c in p.columns if values.loc[i, c] < 0.05}
+    diff = readable(significance_wide(pairs, "median difference").rename_axis("pair: a - b (dB)"))
+    few = pairs.tracks.max() < MIN_TRACKS
+    note = (
+        f"<p class=bad>Too few tracks: with fewer than {MIN_TRACKS} paired tracks no p-value "
+        f"can fall below 0.05.</p>"
+        if few
+        else ""
+    )
+    return (
+        "<p class=note>Wilcoxon signed-rank test on per-track SDR (seeds averaged per "
+        "track), as SiSEC 2018 compared entries; p &lt; 0.05 marked (uncorrected).</p>"
+        + note
+        + html_table(p, marked, table_id="significance")
+        + "<details><summary>Effect size: median per-track SDR difference</summary>"
+        + f"{html_table(diff)}</details>"
+    )
