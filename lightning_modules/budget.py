@@ -76,6 +76,7 @@ class TrainingBudget(Callback):
         self._mark: float | None = None  # end of the last counted moment
         self._since: float | None = None  # start of the stretch's start-up
         self._validation_started: float | None = None
+        self._excluded_in_validation = 0.0
         self._validate_now = False
 
     # ---- what the run reports -----------------------------------------------------
@@ -99,7 +100,11 @@ class TrainingBudget(Callback):
     def exclude(self, kind: str, seconds: float) -> None:
         """Take ``seconds`` spent on ``kind`` inside a training stretch out of the count."""
         self.excluded[kind] += seconds
-        if self._mark is not None:
+        if self._validation_started is not None:
+            # Lightning logs validation's metrics before on_validation_end: the
+            # validation's span, taken out whole at its end, already holds this time.
+            self._excluded_in_validation += seconds
+        elif self._mark is not None:
             self._mark += seconds
 
     def timed(self, kind: str, function: Callable) -> Callable:
@@ -165,8 +170,9 @@ class TrainingBudget(Callback):
             self.val_every_seconds is not None
             and self.train_seconds >= (self._intervals_validated + 1) * self.val_every_seconds
         )
-        # Every rank follows rank 0's clock, so all stop and validate together.
-        stop, due = trainer.strategy.broadcast((stop, due))
+        # Every rank takes rank 0's count and decisions: all count the same training
+        # time (the one the checkpoint keeps) and stop and validate at the same step.
+        self.train_seconds, stop, due = trainer.strategy.broadcast((self.train_seconds, stop, due))
         self._validate_now = due
         if stop:
             trainer.should_stop = True
@@ -178,8 +184,12 @@ class TrainingBudget(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if self._validation_started is None:
             return
-        self.exclude("validation", self.clock() - self._validation_started)
+        span = self.clock() - self._validation_started
         self._validation_started = None
+        nested, self._excluded_in_validation = self._excluded_in_validation, 0.0
+        self.excluded["validation"] += span - nested
+        if self._mark is not None:
+            self._mark += span
         self.validations += 1
         if self.val_every_seconds is not None:
             # The next validation is due at the next multiple of the interval.

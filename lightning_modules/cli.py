@@ -159,6 +159,12 @@ class AblationCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
         )
 
+    def parse_arguments(self, parser, args) -> None:
+        # `args` is the command with --cell expanded while sys.argv keeps the user's own
+        # command for DDP's child ranks (see run_lightning_cli); Lightning warns when it
+        # sees both, which here is intended.
+        self.config = parser.parse_args(args)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run.dir", default="runs", help="parent of all run folders")
         parser.add_argument("--run.sweep", default="adhoc", help="sweep or experiment name")
@@ -301,6 +307,12 @@ class AblationCLI(LightningCLI):
 
 
 def run_lightning_cli(argv: Sequence[str]) -> None:
-    """``ablation fit|validate|test ...``"""
-    sys.argv = sys.argv[:1]  # the arguments travel in `args`; LightningCLI warns on both
+    """``ablation fit|validate|test ...``
+
+    Under DDP, Lightning starts the other ranks of a node by running
+    ``sys.executable`` on ``__main__`` with ``sys.argv[1:]`` again, so ``sys.argv`` must
+    hold this very command (also when :func:`ablation.cli.main` was given ``argv``),
+    or the child ranks start without arguments and the run dies.
+    """
+    sys.argv = [sys.argv[0], *argv]
     AblationCLI(expand_cell(argv))
