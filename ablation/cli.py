@@ -72,8 +72,33 @@ def _gpu_list(value: str) -> list[str] | None:
     return [g for g in value.split(",") if g] or None
 
 
+def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
+    slurm = parser.add_argument_group(
+        "Slurm", "--slurm: submit the sweep as a job array, one task per cell (README, Sweeps)"
+    )
+    slurm.add_argument("--slurm", action="store_true", help="write and sbatch a job array")
+    slurm.add_argument("--dry-run", action="store_true", help="only write the batch script")
+    slurm.add_argument("--partition", default=None)
+    slurm.add_argument("--account", default=None)
+    slurm.add_argument("--gpus-per-task", type=int, default=None, help="GPUs per node of a task")
+    slurm.add_argument("--cpus-per-task", type=int, default=None)
+    slurm.add_argument("--mem", default=None, help="memory per node, e.g. 32G")
+    slurm.add_argument("--time", default=None, help="time limit per task, e.g. 04:00:00")
+    slurm.add_argument("--nodes", type=int, default=1, help="nodes per task: one DDP run")
+    slurm.add_argument("--max-parallel", type=int, default=None, help="tasks running at once")
+    slurm.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra #SBATCH line, repeatable: --sbatch=--qos=long",
+    )
+    slurm.add_argument("--sweep-id", default=None, help="online: an existing ENTITY/PROJECT/ID")
+
+
 def _sweep(argv: Sequence[str]) -> None:
-    from ablation.sweep import run_sweep
+    from ablation.slurm import SlurmOptions
+    from ablation.sweep import run_cell, run_sweep, submit_slurm
 
     parser = argparse.ArgumentParser(
         prog="ablation sweep",
@@ -87,8 +112,57 @@ def _sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--root", default=None, help="MUSDB18 root (default: $MUSDB_PATH or toy)")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--offline", action="store_true", help="never contact W&B")
+    parser.add_argument(
+        "--only-index",
+        type=int,
+        default=None,
+        metavar="I",
+        help="train only cell I (from 0) of the offline grid, in this process (a Slurm task)",
+    )
+    parser.add_argument(
+        "--fit-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="offline: append to every cell's `ablation fit`, e.g. --fit-arg=--trainer.devices=2",
+    )
+    _add_slurm_arguments(parser)
     args = parser.parse_args(argv)
+    if args.only_index is not None and not args.offline:
+        parser.error("--only-index runs one cell of the offline grid: add --offline")
+    if args.dry_run and not args.slurm:
+        parser.error("--dry-run writes a Slurm batch script: add --slurm")
     with one_line_errors():
+        if args.root:
+            os.environ["MUSDB_PATH"] = str(Path(args.root).resolve())
+        if args.only_index is not None:
+            raise SystemExit(run_cell(args.sweep, args.only_index, args.runs_dir, args.fit_arg))
+        if args.slurm:
+            from ablation.wandb_mode import wandb_online
+
+            options = SlurmOptions(
+                args.partition,
+                args.account,
+                args.gpus_per_task,
+                args.cpus_per_task,
+                args.mem,
+                args.time,
+                args.nodes,
+                args.max_parallel,
+                args.sbatch,
+            )
+            submit_slurm(
+                args.sweep,
+                options,
+                args.runs_dir,
+                args.root,
+                offline=args.offline or not wandb_online(),
+                count=args.count,
+                write_only=args.dry_run,
+                sweep_id=args.sweep_id,
+                extra_args=args.fit_arg,
+            )
+            raise SystemExit(0)
         code = run_sweep(
             args.sweep,
             args.gpus,
@@ -96,6 +170,7 @@ def _sweep(argv: Sequence[str]) -> None:
             args.runs_dir,
             args.root,
             offline=True if args.offline else None,
+            extra_args=args.fit_arg,
         )
     raise SystemExit(code)
 

@@ -29,6 +29,15 @@ import yaml
 from ablation.children import die_with_parent, terminate_children_on_sigterm
 from ablation.errors import AblationError
 from ablation.runs import is_done, model_variants, parse_cell, run_name
+from ablation.slurm import (
+    SlurmOptions,
+    batch_script,
+    how_to_watch,
+    offline_task_command,
+    online_task_command,
+    submit,
+    write_script,
+)
 from ablation.wandb_mode import wandb_online
 
 
@@ -167,6 +176,63 @@ def _own_wandb_service(environ) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k != "WANDB_SERVICE"}
 
 
+def offline_command(
+    config: dict[str, Any],
+    name: str,
+    params: dict[str, Any],
+    runs_dir: str | Path,
+    extra_args: list[str] | None = None,
+) -> list[str]:
+    """The ``ablation fit`` command of one cell of an offline sweep."""
+    run_dir = cell_run_dir(Path(runs_dir), name, params)
+    return [
+        *command(config, params),
+        f"--run.sweep={name}",
+        f"--run.dir={runs_dir}",
+        f"--run.name={run_dir.name}",
+        *(extra_args or []),
+    ]
+
+
+def offline_env() -> dict[str, str]:
+    return {**_own_wandb_service(os.environ), "WANDB_MODE": "offline"}
+
+
+def offline_cells(path: str | Path) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
+    """The sweep's config, name and cells in the order every offline runner uses."""
+    config = load_sweep(path)
+    cells = grid(config)
+    check_cells(path, cells)
+    return config, sweep_name(path, config), cells
+
+
+def run_cell(
+    path: str | Path,
+    index: int,
+    runs_dir: str | Path = "runs",
+    extra_args: list[str] | None = None,
+) -> int:
+    """Train cell ``index`` of the offline expansion in this very process (a Slurm array
+    task): the process becomes ``ablation fit``, so the signals Slurm sends before a
+    time limit reach Lightning. Returns 0 for a cell finished earlier."""
+    config, name, cells = offline_cells(path)
+    if not 0 <= index < len(cells):
+        raise SweepError(
+            f"{path}: cell index {index} is out of range: the grid has {len(cells)} cells "
+            f"(0 to {len(cells) - 1}). Submit an array of {len(cells)} tasks."
+        )
+    params = cells[index]
+    run_dir = cell_run_dir(Path(runs_dir), name, params)
+    label = f"[{index + 1}/{len(cells)}] {run_dir.name}"
+    if is_done(run_dir):
+        print(f"{label}: done earlier, skipped", flush=True)
+        return 0
+    cmd = offline_command(config, name, params, runs_dir, extra_args)
+    print(f"{label}: {' '.join(cmd)}", flush=True)
+    os.execvpe(cmd[0], cmd, offline_env())
+    raise AssertionError("unreachable: exec returns only by raising")
+
+
 @dataclass
 class Outcome:
     finished: list[str] = field(default_factory=list)
@@ -195,10 +261,7 @@ def run_offline(
         Which runs finished, were skipped as done, or failed (a failure does not
         stop the other cells).
     """
-    config = load_sweep(path)
-    name = sweep_name(path, config)
-    cells = grid(config)
-    check_cells(path, cells)
+    config, name, cells = offline_cells(path)
     cells = cells[:count]
     slots: queue.Queue = queue.Queue()
     for gpu in gpus or [None]:
@@ -207,16 +270,9 @@ def run_offline(
     running: set[subprocess.Popen] = set()
 
     def cell_command(params: dict[str, Any]) -> list[str]:
-        run_dir = cell_run_dir(Path(runs_dir), name, params)
-        return [
-            *command(config, params),
-            f"--run.sweep={name}",
-            f"--run.dir={runs_dir}",
-            f"--run.name={run_dir.name}",
-            *(extra_args or []),
-        ]
+        return offline_command(config, name, params, runs_dir, extra_args)
 
-    env = {**_own_wandb_service(os.environ), "WANDB_MODE": "offline"}
+    env = offline_env()
     pending = [p for p in cells if not is_done(cell_run_dir(Path(runs_dir), name, p))]
     if pending:
         dry_run(path, cell_command(pending[0]), pending[0], env)
@@ -275,22 +331,20 @@ def run_offline(
 AGENT_LINE = re.compile(r"wandb agent (\S+/\S+/\S+)")
 
 
-def run_online(
-    path: str | Path,
-    gpus: list[str] | None = None,
-    count: int | None = None,
-    project: str | None = None,
-    entity: str | None = None,
-) -> str:
-    """Create the sweep on W&B and run one agent per GPU; returns ``ENTITY/PROJECT/ID``."""
-    config = load_sweep(path)
-    if config.get("method") == "grid":
-        check_cells(path, grid(config))
+def _wandb() -> str:
     wandb = shutil.which("wandb")
     if wandb is None:
         raise SweepError("the `wandb` command is not on PATH: run `make install` first.")
+    return wandb
+
+
+def create_sweep(path: str | Path, project: str | None = None, entity: str | None = None) -> str:
+    """``wandb sweep`` the YAML; returns ``ENTITY/PROJECT/ID``."""
+    config = load_sweep(path)
+    if config.get("method") == "grid":
+        check_cells(path, grid(config))
     cmd = [
-        wandb,
+        _wandb(),
         "sweep",
         *(["--project", project] if project else []),
         *(["--entity", entity] if entity else []),
@@ -309,6 +363,19 @@ def run_online(
         f"    wandb agent {sweep_id}\n",
         flush=True,
     )
+    return sweep_id
+
+
+def run_online(
+    path: str | Path,
+    gpus: list[str] | None = None,
+    count: int | None = None,
+    project: str | None = None,
+    entity: str | None = None,
+) -> str:
+    """Create the sweep on W&B and run one agent per GPU; returns ``ENTITY/PROJECT/ID``."""
+    sweep_id = create_sweep(path, project, entity)
+    wandb = _wandb()
     agents = []
     for gpu in gpus or [None]:
         env = _own_wandb_service(os.environ)
@@ -327,6 +394,85 @@ def run_online(
     return sweep_id
 
 
+PLACEHOLDER_SWEEP_ID = "ENTITY/PROJECT/SWEEP_ID"
+
+
+def submit_slurm(
+    path: str | Path,
+    options: SlurmOptions,
+    runs_dir: str | Path = "runs",
+    root: str | None = None,
+    offline: bool = True,
+    count: int | None = None,
+    write_only: bool = False,
+    sweep_id: str | None = None,
+    extra_args: list[str] | None = None,
+) -> tuple[Path, str | None]:
+    """Write the sweep's job-array script into ``runs/<sweep>/slurm/`` and ``sbatch`` it
+    (see :mod:`ablation.slurm`). Returns the script and the job id (None: only written).
+
+    Args:
+        path: the sweep YAML.
+        options: what each task asks Slurm for.
+        runs_dir: parent of the sweep's run folders.
+        root: MUSDB18 root the tasks read.
+        offline: one task per cell of the offline expansion; else ``wandb agent``s.
+        count: submit at most this many tasks (online non-grid sweeps need it).
+        write_only: write the script, submit nothing (``--dry-run``).
+        sweep_id: online: an existing ``ENTITY/PROJECT/ID`` instead of a new sweep.
+        extra_args: appended to every offline cell's ``ablation fit`` command.
+    """
+    config = load_sweep(path)
+    name = sweep_name(path, config)
+    runs_dir = Path(runs_dir).resolve()
+    root = str(Path(root).resolve()) if root else None
+    log_dir = runs_dir / name / "slurm"
+    fit_args = [*options.fit_args(), *(extra_args or [])]
+    if offline:
+        _, _, cells = offline_cells(path)
+        tasks = len(cells[:count])
+        task = offline_task_command(Path(path).resolve(), runs_dir, root, fit_args)
+        if not write_only:
+            # Checked once here rather than failing in every task of the array.
+            env = {**offline_env(), **({"MUSDB_PATH": root} if root else {})}
+            dry_run(
+                path, offline_command(config, name, cells[0], runs_dir, fit_args), cells[0], env
+            )
+    else:
+        if config.get("method") == "grid":
+            cells = grid(config)
+            check_cells(path, cells)
+            tasks = len(cells[:count])
+        elif count is None:
+            raise SweepError(
+                f"{path}: method {config.get('method')!r} has no fixed number of runs: "
+                f"give --count N to submit an array of N tasks."
+            )
+        else:
+            tasks = count
+        if sweep_id is None:
+            sweep_id = PLACEHOLDER_SWEEP_ID if write_only else create_sweep(path)
+        task = online_task_command(sweep_id)
+    script = write_script(
+        batch_script(name, tasks, task, log_dir, options),
+        log_dir,
+        name,
+        "offline" if offline else "online",
+    )
+    print(f"batch script for {tasks} array tasks written to {script}")
+    if write_only:
+        note = (
+            f" (it names {PLACEHOLDER_SWEEP_ID}: give --sweep-id or submit without --dry-run)"
+            if sweep_id == PLACEHOLDER_SWEEP_ID
+            else ""
+        )
+        print(f"dry run: nothing submitted{note}; submit it with: sbatch {script}")
+        return script, None
+    job_id = submit(script)
+    print(how_to_watch(job_id, log_dir))
+    return script, job_id
+
+
 def run_sweep(
     path: str | Path,
     gpus: list[str] | None = None,
@@ -334,6 +480,7 @@ def run_sweep(
     runs_dir: str | Path = "runs",
     root: str | None = None,
     offline: bool | None = None,
+    extra_args: list[str] | None = None,
 ) -> int:
     """``make sweep``: online when W&B credentials exist, else offline. Returns an exit code."""
     if root:
@@ -343,5 +490,5 @@ def run_sweep(
     if not offline:
         run_online(path, gpus, count)
         return 0
-    outcome = run_offline(path, gpus, count, runs_dir)
+    outcome = run_offline(path, gpus, count, runs_dir, extra_args)
     return 1 if outcome.failed else 0

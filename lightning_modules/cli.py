@@ -21,20 +21,24 @@ import importlib
 import inspect
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ablation.checkpoint import checkpoint_step, read_checkpoint
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.files import TMP_SUFFIX
 from ablation.runs import (
+    LAST,
     WANDB_RUN,
     expand_cell,
     is_done,
@@ -63,11 +67,47 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     """Delete the temporary files of atomic writes that a killed run left behind."""
     leftovers = [
         *run_dir.glob(f"*{TMP_SUFFIX}"),
+        *run_dir.glob(f"*{PARTIAL_SUFFIX}"),  # Lightning's requeue checkpoint, cut short
         *(run_dir / "checkpoints").glob(f"*{PARTIAL_SUFFIX}"),
     ]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
+
+
+# What Lightning's Slurm auto-requeue saves in the run folder (default_root_dir).
+REQUEUE_CHECKPOINTS = "hpc_ckpt_*.ckpt"
+
+
+def adopt_requeue_checkpoint(run_dir: Path) -> Path | None:
+    """Make the newest of Lightning's requeue checkpoints the run's ``last.ckpt``.
+
+    Under Slurm, the warning signal makes Lightning save ``hpc_ckpt_<n>.ckpt`` and
+    requeue the task. The requeued task resumes from ``last.ckpt`` like any run (with
+    the budget's count, which the checkpoint holds), so resume, skip and the report see
+    one checkpoint, and Lightning finds no second one to prefer. Returns the new
+    ``last.ckpt``, or None when there was no requeue checkpoint."""
+    saved = sorted(run_dir.glob(REQUEUE_CHECKPOINTS), key=checkpoint_step)
+    if not saved:
+        return None
+    last = last_checkpoint(run_dir)
+    target = run_dir / "checkpoints" / LAST
+    # A validation after the signal may have written a newer last.ckpt: keep that one.
+    if last is None or checkpoint_step(saved[-1]) >= checkpoint_step(last):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(saved[-1], target)
+    for path in run_dir.glob(REQUEUE_CHECKPOINTS):
+        path.unlink(missing_ok=True)
+    return target
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint this rank resumes from; rank 0 adopts a requeue checkpoint."""
+    # Looked for first: rank 0 may be turning it into last.ckpt at this moment.
+    requeued = any(run_dir.glob(REQUEUE_CHECKPOINTS))
+    if rank_zero_only.rank == 0:
+        adopt_requeue_checkpoint(run_dir)
+    return run_dir / "checkpoints" / LAST if requeued else last_checkpoint(run_dir)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -257,11 +297,19 @@ class AblationCLI(LightningCLI):
         self.run_dir, name, sweep = self._run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.run_dir)
+        # Before the W&B logger, which rewinds its history to the resume point.
+        self.resume_from = resume_checkpoint(self.run_dir)
         self._resolve_context()
         trainer_config = self._get(self.config_init, "trainer", default={})
         configured = trainer_config.get("callbacks") or []
         plugins = trainer_config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
+        if SLURMEnvironment.detect() and not any(
+            isinstance(p, ClusterEnvironment) for p in plugins
+        ):
+            # Slurm's warning signal (ablation.slurm's scripts ask for SIGUSR1) makes
+            # Lightning save a checkpoint and requeue the task; see fit().
+            plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
         # The budget replaces Lightning's Timer, which would count validation and saving.
         self.budget = TrainingBudget(
             budget_seconds(trainer_config.get("max_time")),
@@ -297,7 +345,7 @@ class AblationCLI(LightningCLI):
             check_same_args(self.run_dir, self._current_args(), "be skipped as finished")
             print(f"{self.run_dir}: finished earlier (summary.json present), skipping")
             return
-        last = last_checkpoint(self.run_dir)
+        last = self.resume_from
         if last is not None:
             check_same_args(self.run_dir, self._current_args(), "resume")
         if ckpt_path is None and last is not None:

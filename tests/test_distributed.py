@@ -131,3 +131,159 @@ def test_budget_takes_logging_inside_a_validation_out_once():
     budget.on_train_batch_end(trainer, None, None, None, 1)
     assert budget.train_seconds == 2.0 and budget.excluded_seconds == 5.0
     assert budget.excluded["validation"] == 2.0 and budget._validate_now
+
+
+# ---- Slurm job arrays --------------------------------------------------------------
+DEMO = REPO / "sweeps" / "demo.yaml"
+SLURM_OPTIONS = [
+    "--partition=gpu",
+    "--account=lab",
+    "--gpus-per-task=1",
+    "--cpus-per-task=4",
+    "--mem=16G",
+    "--time=00:10:00",
+    "--max-parallel=2",
+    "--sbatch=--qos=short",
+]
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    """An ``sbatch`` on PATH that records its arguments and answers a job id."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "sbatch-calls"
+    bin_dir.mkdir()
+    script = bin_dir / "sbatch"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "4242;cluster"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    return calls
+
+
+def _sweep(*argv: str) -> None:
+    from ablation.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", *argv])
+    assert exit_.value.code in (0, None), exit_.value.code
+
+
+def _sbatch_lines(script: Path) -> list[str]:
+    return [line for line in script.read_text().splitlines() if line.startswith("#SBATCH")]
+
+
+def test_slurm_dry_run_writes_the_offline_array_and_submits_nothing(fake_sbatch, tmp_path):
+    runs = tmp_path / "runs"
+    _sweep(str(DEMO), "--slurm", "--dry-run", "--offline", f"--runs-dir={runs}", *SLURM_OPTIONS)
+    script = runs / "demo" / "slurm" / "demo-offline.sbatch"
+    lines = _sbatch_lines(script)
+    for line in [
+        "--array=0-3%2",  # one task per cell of the demo grid
+        "--signal=SIGUSR1@90",
+        "--requeue",
+        "--open-mode=append",
+        "--partition=gpu",
+        "--account=lab",
+        "--gpus-per-node=1",
+        "--cpus-per-task=4",
+        "--mem=16G",
+        "--time=00:10:00",
+        "--qos=short",
+        f"--chdir={REPO}",
+        f"--output={runs.resolve()}/demo/slurm/%x-%A_%a.out",
+    ]:
+        assert f"#SBATCH {line}" in lines, (line, lines)
+    run = [line for line in script.read_text().splitlines() if line.startswith("srun ")]
+    assert len(run) == 1
+    assert f"-m ablation sweep {DEMO} --offline --only-index $SLURM_ARRAY_TASK_ID" in run[0]
+    assert f"--runs-dir={runs.resolve()}" in run[0]
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert not fake_sbatch.exists()
+
+
+def test_slurm_online_array_runs_one_agent_per_task(fake_sbatch, tmp_path):
+    from ablation.slurm import SlurmOptions
+    from ablation.sweep import submit_slurm
+
+    script, job = submit_slurm(
+        DEMO, SlurmOptions(), tmp_path, offline=False, write_only=True, sweep_id="me/proj/abc1"
+    )
+    assert job is None and script.name == "demo-online.sbatch"
+    assert "#SBATCH --array=0-3" in _sbatch_lines(script)
+    assert "#SBATCH --signal=SIGUSR1@90" in _sbatch_lines(script)
+    assert script.read_text().splitlines()[-1].endswith(" agent --count 1 me/proj/abc1")
+    assert not fake_sbatch.exists()
+
+
+def test_slurm_submits_once_and_says_how_to_watch(fake_sbatch, toy_root, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    _sweep(str(DEMO), "--slurm", "--offline", f"--runs-dir={runs}", f"--root={toy_root}")
+    script = runs / "demo" / "slurm" / "demo-offline.sbatch"
+    assert fake_sbatch.read_text().splitlines() == [f"--parsable {script.resolve()}"]
+    out = capsys.readouterr().out
+    assert "squeue -j 4242" in out and "sacct -j 4242" in out and "scancel 4242" in out
+
+
+def test_slurm_multi_node_tasks_train_one_ddp_run(fake_sbatch, tmp_path):
+    runs = tmp_path / "runs"
+    _sweep(str(DEMO), "--slurm", "--dry-run", "--offline", f"--runs-dir={runs}",
+           "--nodes=2", "--gpus-per-task=4")  # fmt: skip
+    script = runs / "demo" / "slurm" / "demo-offline.sbatch"
+    lines = _sbatch_lines(script)
+    assert {"#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4"} <= set(lines)
+    assert "--fit-arg=--trainer.num_nodes=2 --fit-arg=--trainer.devices=4" in script.read_text()
+
+
+def test_only_index_trains_exactly_that_cell(toy_root, tmp_path):
+    from ablation.runs import is_done
+    from ablation.sweep import cell_run_dir, grid, load_sweep
+
+    runs = tmp_path / "runs"
+    env = {**os.environ, "WANDB_MODE": "offline", "ABLATION_CACHE": str(tmp_path / "cache")}
+    tiny = ["--trainer.max_steps=2", "--model.filters=4", "--data.batch_size=2"]
+    command = [sys.executable, "-m", "ablation", "sweep", str(DEMO), "--offline",
+               f"--runs-dir={runs}", f"--root={toy_root}"]  # fmt: skip
+    command += [f"--fit-arg={arg}" for arg in tiny]
+    done = subprocess.run(
+        [*command, "--only-index", "2"], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = grid(load_sweep(DEMO))
+    expected = cell_run_dir(runs, "demo", cells[2])
+    assert is_done(expected)
+    assert sorted(p.name for p in (runs / "demo").iterdir()) == [expected.name]
+    assert f"[3/4] {expected.name}" in done.stdout
+    # out of range: one line that says what the grid holds
+    wrong = subprocess.run(
+        [*command, "--only-index", "4"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "the grid has 4 cells" in wrong.stderr
+
+
+def test_a_requeue_checkpoint_becomes_last_ckpt(ddp_run, tmp_path):
+    import torch
+
+    from ablation.checkpoint import checkpoint_step
+    from lightning_modules.cli import adopt_requeue_checkpoint
+
+    runs, _ = ddp_run
+    source = next(runs.rglob("last.ckpt"))
+    checkpoint = torch.load(source, weights_only=False)
+    (tmp_path / "checkpoints").mkdir()
+
+    def save(name: str, step: int) -> None:
+        torch.save({**checkpoint, "global_step": step}, tmp_path / name)
+
+    save("checkpoints/last.ckpt", 4)
+    save("hpc_ckpt_1.ckpt", 6)
+    save("hpc_ckpt_2.ckpt", 7)  # the signal came twice: the newest wins
+    last = adopt_requeue_checkpoint(tmp_path)
+    assert checkpoint_step(last) == 7 and not list(tmp_path.glob("hpc_ckpt_*"))
+    # a validation after the signal wrote a newer last.ckpt: it stays
+    save("hpc_ckpt_3.ckpt", 5)
+    assert checkpoint_step(adopt_requeue_checkpoint(tmp_path)) == 7
+    assert not list(tmp_path.glob("hpc_ckpt_*"))
+    assert adopt_requeue_checkpoint(tmp_path) is None

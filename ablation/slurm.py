@@ -1,0 +1,193 @@
+"""``make sweep SLURM=1`` / ``ablation sweep SWEEP --slurm``: a sweep as a Slurm job array.
+
+One array task per cell of the grid. Offline, task ``i`` trains cell ``i`` of the same
+expansion :func:`ablation.sweep.run_offline` uses (``ablation sweep SWEEP --offline
+--only-index $SLURM_ARRAY_TASK_ID``); online, each task runs ``wandb agent --count 1``
+on the W&B sweep. The script lands in ``runs/<sweep>/slurm/`` with the tasks' logs.
+
+Preemption and time limits: Slurm sends ``SIGUSR1`` 90 s before it stops a task;
+Lightning's :class:`~lightning.fabric.plugins.environments.SLURMEnvironment` (added by
+the CLI under Slurm) then saves a checkpoint and requeues the task, and the requeued
+task resumes the run from it with the budget counted once (the counted time is part of
+the checkpoint). ``srun`` starts the task so that the training process is a job step,
+which is what Slurm signals.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ablation.errors import AblationError
+
+REPO = Path(__file__).resolve().parents[1]
+# Seconds of warning before a time limit or preemption: enough to write last.ckpt.
+WARNING_SECONDS = 90
+JOB_ID = re.compile(r"^(\d+)")
+
+
+class SlurmError(AblationError):
+    """A Slurm option or submission problem, phrased for the user."""
+
+
+@dataclass
+class SlurmOptions:
+    """What each array task asks Slurm for (None: the cluster's default).
+
+    Args:
+        partition: ``--partition``.
+        account: ``--account``.
+        gpus_per_task: GPUs per node of a task (``--gpus-per-node``).
+        cpus_per_task: ``--cpus-per-task`` (data loader workers + 1 is a good start).
+        mem: memory per node, e.g. ``32G``.
+        time: time limit, e.g. ``04:00:00``: the budget plus validation and start-up.
+        nodes: nodes per task; with ``gpus_per_task`` G, one cell trains as N x G DDP ranks.
+        max_parallel: run at most this many tasks at once (``--array=...%N``).
+        extra: further ``#SBATCH`` options, e.g. ``--qos=long`` or ``--constraint=a100``.
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    gpus_per_task: int | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    time: str | None = None
+    nodes: int = 1
+    max_parallel: int | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def ranks_per_node(self) -> int:
+        return max(1, self.gpus_per_task or 1)
+
+    def sbatch_lines(self) -> list[str]:
+        lines = [
+            ("partition", self.partition),
+            ("account", self.account),
+            ("nodes", self.nodes),
+            ("ntasks-per-node", self.ranks_per_node()),
+            ("gpus-per-node", self.gpus_per_task),
+            ("cpus-per-task", self.cpus_per_task),
+            ("mem", self.mem),
+            ("time", self.time),
+        ]
+        out = [f"#SBATCH --{name}={value}" for name, value in lines if value is not None]
+        for option in self.extra:
+            option = option.strip().removeprefix("#SBATCH").strip()
+            if not option.startswith("-"):
+                raise SlurmError(
+                    f"extra #SBATCH line {option!r} is not an sbatch option: expected e.g. "
+                    f"'--qos=long'; pass it as --sbatch=--qos=long."
+                )
+            out.append(f"#SBATCH {option}")
+        return out
+
+    def fit_args(self) -> list[str]:
+        """``ablation fit`` arguments that make a task's ranks one DDP run (Lightning
+        reads the ranks from Slurm)."""
+        if self.nodes * self.ranks_per_node() == 1:
+            return []
+        return [
+            f"--trainer.num_nodes={self.nodes}",
+            f"--trainer.devices={self.ranks_per_node()}",
+            "--trainer.strategy=ddp",
+        ]
+
+
+def batch_script(
+    name: str, tasks: int, task_command: list[str], log_dir: Path, options: SlurmOptions
+) -> str:
+    """The text of an ``sbatch`` script running ``task_command`` once per array task.
+
+    ``$SLURM_ARRAY_TASK_ID`` in ``task_command`` is left for the shell to expand."""
+    if tasks < 1:
+        raise SlurmError(f"sweep {name} has no cells to submit: expected a grid with one or more.")
+    array = f"0-{tasks - 1}" + (f"%{options.max_parallel}" if options.max_parallel else "")
+    command = " ".join(
+        part if "$SLURM_ARRAY_TASK_ID" in part else shlex.quote(part) for part in task_command
+    )
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            f"#SBATCH --job-name={name}",
+            f"#SBATCH --array={array}",
+            f"#SBATCH --chdir={REPO}",
+            f"#SBATCH --output={log_dir}/%x-%A_%a.out",
+            # a requeued task appends to its log instead of overwriting it
+            "#SBATCH --open-mode=append",
+            # preemption and time limits: a warning signal, then Lightning requeues
+            f"#SBATCH --signal=SIGUSR1@{WARNING_SECONDS}",
+            "#SBATCH --requeue",
+            *options.sbatch_lines(),
+            "",
+            'echo "task $SLURM_ARRAY_TASK_ID of job $SLURM_ARRAY_JOB_ID on $(hostname)'
+            ' (restart ${SLURM_RESTART_COUNT:-0})"',
+            f"srun {command}",
+            "",
+        ]
+    )
+
+
+def offline_task_command(
+    sweep: Path, runs_dir: Path, root: str | None, fit_args: list[str]
+) -> list[str]:
+    """Array task ``i`` trains cell ``i`` of the offline expansion."""
+    return [
+        sys.executable,
+        "-m",
+        "ablation",
+        "sweep",
+        str(sweep),
+        "--offline",
+        "--only-index",
+        "$SLURM_ARRAY_TASK_ID",
+        f"--runs-dir={runs_dir}",
+        *([f"--root={root}"] if root else []),
+        *[f"--fit-arg={arg}" for arg in fit_args],
+    ]
+
+
+def online_task_command(sweep_id: str) -> list[str]:
+    """Each array task takes one cell from the W&B sweep."""
+    wandb = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
+    return [wandb, "agent", "--count", "1", sweep_id]
+
+
+def write_script(script: str, log_dir: Path, name: str, mode: str) -> Path:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"{name}-{mode}.sbatch"
+    path.write_text(script)
+    path.chmod(0o755)
+    return path
+
+
+def submit(path: Path) -> str:
+    """``sbatch`` the script; returns the job id."""
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise SlurmError(
+            f"`sbatch` is not on PATH: expected a Slurm login node. The script is written "
+            f"at {path}; submit it there with `sbatch {path}`, or use --dry-run."
+        )
+    done = subprocess.run([sbatch, "--parsable", str(path)], capture_output=True, text=True)
+    match = JOB_ID.match(done.stdout.strip())
+    if done.returncode != 0 or match is None:
+        raise SlurmError(
+            f"`sbatch {path}` failed (exit code {done.returncode}): "
+            f"{(done.stderr or done.stdout).strip()}. Check the partition, account and limits."
+        )
+    return match.group(1)
+
+
+def how_to_watch(job_id: str, log_dir: Path) -> str:
+    return (
+        f"submitted job array {job_id}\n"
+        f"  watch:  squeue -j {job_id}    (finished tasks: sacct -j {job_id} "
+        f"--format=JobID,State,Elapsed,Restarts)\n"
+        f"  logs:   {log_dir}/*-{job_id}_*.out\n"
+        f"  cancel: scancel {job_id}    (one task: scancel {job_id}_<index>)"
+    )
