@@ -45,6 +45,9 @@ test: install ## Run the default test suite (offline, CPU, under 15 minutes)
 test-slow: install ## Run the slow tests too (real training, full evaluations)
 	WANDB_MODE=offline $(BIN)/pytest -m "slow or not slow"
 
+test-slurm: install ## Slow: a real single-node Slurm (root; apt slurm-wlm, munge): demo array of 4, one task preempted
+	WANDB_MODE=offline $(BIN)/pytest -m slow tests/test_distributed.py -k real_slurm -s
+
 lint: install ## ruff check and format check
 	$(BIN)/ruff check ablation lightning_modules datamodules tests
 	$(BIN)/ruff format --check ablation lightning_modules datamodules tests

@@ -287,3 +287,103 @@ def test_a_requeue_checkpoint_becomes_last_ckpt(ddp_run, tmp_path):
     assert checkpoint_step(adopt_requeue_checkpoint(tmp_path)) == 7
     assert not list(tmp_path.glob("hpc_ckpt_*"))
     assert adopt_requeue_checkpoint(tmp_path) is None
+
+
+# ---- a real Slurm (make test-slurm) ---------------------------------------------------
+SLURM_SCRIPTS = TESTS / "slurm"
+
+
+@pytest.fixture(scope="module")
+def real_slurm(tmp_path_factory):
+    """A single-node Slurm brought up by tests/slurm/start.sh, torn down after."""
+    if os.geteuid() != 0:
+        pytest.skip("bringing up slurmd needs root: run make test-slurm as root")
+    state = tmp_path_factory.mktemp("slurm-state")
+    env = {**os.environ, "SLURM_TEST_STATE": str(state)}
+    started = subprocess.run(
+        ["bash", str(SLURM_SCRIPTS / "start.sh")], env=env, capture_output=True, text=True
+    )
+    try:
+        assert started.returncode == 0, f"Slurm did not come up: {started.stderr[-2000:]}"
+        yield {**env, "SLURM_CONF": str(state / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", str(SLURM_SCRIPTS / "stop.sh")], env=env)
+
+
+def _tasks(job: str, env: dict) -> dict[int, dict[str, str]]:
+    """Array task -> scontrol's fields (JobState, Restarts, RunTime, ...)."""
+    shown = subprocess.run(
+        ["scontrol", "-o", "show", "job", job], env=env, capture_output=True, text=True
+    ).stdout
+    tasks = {}
+    for line in shown.splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        if fields.get("ArrayTaskId", "").isdigit():
+            tasks[int(fields["ArrayTaskId"])] = fields
+    return tasks
+
+
+def _wait(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(1)
+    raise AssertionError(f"waited {seconds:.0f} s for {what}")
+
+
+@pytest.mark.slow
+def test_real_slurm_array_finishes_the_demo_and_requeues_a_signalled_task(
+    real_slurm, toy_root, tmp_path
+):
+    from ablation.sweep import cell_run_dir, grid, load_sweep
+
+    env = {**real_slurm, "WANDB_MODE": "offline", "ABLATION_CACHE": str(tmp_path / "cache")}
+    runs, budget = tmp_path / "runs", 20
+    tiny = [f"--trainer.max_time=00:00:00:{budget}", "--model.filters=4", "--data.batch_size=4"]
+    start = time.monotonic()
+    submitted = subprocess.run(
+        [sys.executable, "-m", "ablation", "sweep", str(DEMO), "--slurm", "--offline",
+         f"--runs-dir={runs}", f"--root={toy_root}", "--cpus-per-task=1",
+         *[f"--fit-arg={arg}" for arg in tiny]],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    job = submitted.stdout.split("submitted job array ")[1].split()[0]
+    first = cell_run_dir(runs, "demo", grid(load_sweep(DEMO))[0])
+
+    # Preempt task 0 once it has a last.ckpt (its first validation): Slurm's warning
+    # signal goes to the job steps, as `#SBATCH --signal=SIGUSR1@90` sends it.
+    _wait(lambda: (first / "checkpoints" / "last.ckpt").exists(), 300, "task 0's last.ckpt")
+    time.sleep(2)
+    signalled = time.monotonic() - start
+    subprocess.run(["scancel", "--signal=USR1", f"{job}_0"], env=env)
+    _wait(lambda: _tasks(job, env).get(0, {}).get("Restarts") == "1", 60, "task 0 requeued")
+
+    def all_ended():
+        tasks = _tasks(job, env)
+        states = {t.get("JobState") for t in tasks.values()}
+        return tasks if len(tasks) == 4 and states <= {"COMPLETED", "FAILED"} else None
+
+    tasks = _wait(all_ended, 600, "the four tasks to end")
+    seconds = time.monotonic() - start
+    for index, fields in sorted(tasks.items()):
+        print(f"{job}_{index}", *(f"{k}={fields.get(k)}" for k in ("JobState", "Restarts",
+              "RunTime", "ExitCode")))  # fmt: skip
+    accounting = subprocess.run(["sacct", "-j", job], env=env, capture_output=True, text=True)
+    print("sacct:", (accounting.stdout + accounting.stderr).strip())
+    print(
+        f"array of 4 submitted, task 0 signalled at {signalled:.0f} s, all ended at {seconds:.0f} s"
+    )
+
+    assert {t["JobState"] for t in tasks.values()} == {"COMPLETED"}
+    summaries = sorted(runs.glob("demo/*/summary.json"))
+    assert len(summaries) == 4
+    log = next(runs.glob(f"demo/slurm/demo-{job}_0.out")).read_text()
+    assert "Handling auto-requeue signal" in log and f"Requeued SLURM job: {job}_0" in log
+    assert f"{first}: resuming from {first}/checkpoints/last.ckpt" in log
+    assert not list(first.glob("hpc_ckpt_*"))
+    for summary in summaries:
+        fairness = json.loads(summary.read_text())["fairness"]
+        # the budget counted once: the signalled run too ends within one step of it
+        assert budget <= fairness["train_seconds"] < budget + fairness["max_step_seconds"]
