@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 export WANDB_SILENT ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install ffmpeg chromium test test-slow lint bench
+.PHONY: help install ffmpeg chromium test test-slow test-slurm lint bench
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)

@@ -370,13 +370,19 @@ def test_real_slurm_array_finishes_the_demo_and_requeues_a_signalled_task(
     for index, fields in sorted(tasks.items()):
         print(f"{job}_{index}", *(f"{k}={fields.get(k)}" for k in ("JobState", "Restarts",
               "RunTime", "ExitCode")))  # fmt: skip
-    accounting = subprocess.run(["sacct", "-j", job], env=env, capture_output=True, text=True)
-    print("sacct:", (accounting.stdout + accounting.stderr).strip())
+    # --duplicates lists the requeued attempt of task 0 too
+    accounting = subprocess.run(
+        ["sacct", "-j", job, "--duplicates", "-X", "--format=JobID,State,Elapsed,Start,End"],
+        env=env, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    print(accounting)
     print(
         f"array of 4 submitted, task 0 signalled at {signalled:.0f} s, all ended at {seconds:.0f} s"
     )
 
     assert {t["JobState"] for t in tasks.values()} == {"COMPLETED"}
+    attempts = [line.split()[1] for line in accounting.splitlines() if f" {job}_0 " in f" {line}"]
+    assert attempts.count("REQUEUED") == 1 and attempts[-1] == "COMPLETED", accounting
     summaries = sorted(runs.glob("demo/*/summary.json"))
     assert len(summaries) == 4
     log = next(runs.glob(f"demo/slurm/demo-{job}_0.out")).read_text()
