@@ -152,6 +152,8 @@ class RunCheckpoint(ModelCheckpoint):
             save_last=True,
             # a copied run folder keeps writing (and resuming from) its own last.ckpt
             enable_version_counter=False,
+            # validations run on the budget's clock, mid-epoch: judge the best at each one
+            save_on_train_epoch_end=False,
         )
         self.budget = budget
         self._last_saved_step: int | None = None

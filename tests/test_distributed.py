@@ -73,6 +73,8 @@ def test_ddp_writes_one_run_that_separate_loads(ddp_run, toy_root, tmp_path):
     assert summary["steps"] == STEPS
     assert summary["fairness"]["validations"] == STEPS
     assert summary["last_val_sdr"] is not None  # val/sdr, synced over both ranks
+    # validations run mid-epoch on the budget's clock: the best is judged at each one
+    assert summary["best_val_sdr"] is not None and Path(summary["best_checkpoint"]).is_file()
     assert load_net(checkpoints[0]).sources
     mixture = next(toy_root.glob("test/*/mixture.wav"))
     stems = separate_file(checkpoints[0], mixture, tmp_path / "sep", None, 0.25, 2, "cpu")
