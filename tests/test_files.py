@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -33,3 +34,11 @@ def test_json_is_standard_and_reads_forgive_missing_or_broken_files(tmp_path):
     assert files.read_json(tmp_path / "absent.json") == {}
     (tmp_path / "broken.json").write_text('{"a": ')
     assert files.read_json(tmp_path / "broken.json") == {}
+
+
+def test_written_files_get_the_usual_mode_not_a_private_one(tmp_path):
+    path = tmp_path / "index.html"
+    files.write_text(path, "<html></html>")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -26,6 +26,7 @@ CONTEXT_SECONDS = 5.0
 LISTEN_TRACKS = 3
 HOP_SECONDS = 0.25
 FOLDER = "listen"
+AUDIO = ".flac"
 MIXTURE, REFERENCE = "mixture", "reference"
 # Spectrograms: log-magnitude, log-frequency rows, a fixed dynamic range below the
 # track's loudest bin.
@@ -165,11 +166,12 @@ def _write_clips(audio: dict, rate: int, out: Path, track: str) -> dict:
     for (label, target), signal in audio.items():
         stem = _slug(target if label in (MIXTURE, REFERENCE) else f"{label}-{target}")
         stem = stem if label != REFERENCE else f"reference-{stem}"
-        sf.write(folder / f"{stem}.wav", np.clip(signal.T, -1, 1), rate, subtype="PCM_16")
+        # FLAC: lossless, about half of a wav, and every browser plays it
+        sf.write(folder / f"{stem}{AUDIO}", np.clip(signal.T, -1, 1), rate, subtype="PCM_16")
         image = spectra[label, target][::-1]
         plt.imsave(folder / f"{stem}.png", image, cmap="magma", vmin=top - _RANGE_DB, vmax=top)
         relative = f"{FOLDER}/{folder.name}/{stem}"
-        clips[label, target] = Clip(f"{relative}.wav", f"{relative}.png")
+        clips[label, target] = Clip(f"{relative}{AUDIO}", f"{relative}.png")
     return clips
 
 

@@ -70,7 +70,7 @@ def test_page_links_only_files_beside_it(page):
     assert links and not [link for link in links if "://" in link or link.startswith("/")]
     for link in links:
         assert (page.parent / link).is_file(), link
-    audio = [link for link in links if link.endswith(".wav")]
+    audio = [link for link in links if link.endswith(".flac")]
     # one track: the mixture, then references and two configurations for two targets
     assert len(audio) == 1 + 3 * 2, audio
     info = sf.info(page.parent / audio[0])
