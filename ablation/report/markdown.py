@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ablation.files import write_text
+from ablation.report.significance import MIN_TRACKS, smallest_p
 from ablation.report.tables import TARGET_ORDER
 from ablation.tables import markdown_table
 
@@ -118,11 +119,47 @@ def significance_wide(pairs: pd.DataFrame, value: str = "p") -> pd.DataFrame:
     wide = pairs.pivot_table(index=["a", "b"], columns="target", values=value, sort=False)
     tracks = pairs.groupby(["a", "b"], sort=False).tracks.max()
     wide.index = [f"{a} vs {b} (n={tracks[a, b]})" for a, b in wide.index]
-    wide.index.name = "pair: p-value over n paired tracks"
+    wide.index.name = f"pair: {value} over n paired tracks"
+    return wide[[t for t in TARGET_ORDER if t in wide] or list(wide)]
+
+
+def too_few_tracks(pairs: pd.DataFrame) -> str | None:
+    """What to say instead of p-values when no pair has enough tracks for p < 0.05."""
+    if pairs.empty or (pairs["smallest p"] < 0.05).any():
+        return None
+    n = int(pairs.tracks.max())
+    return (
+        f"Too few tracks: with {n} paired tracks the smallest possible p-value is "
+        f"{smallest_p(n):.3g}, so no difference can be significant; p-values are not shown "
+        f"(evaluate on at least {MIN_TRACKS} tracks)."
+    )
+
+
+def effect_sizes(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Median per-track difference a - b in dB with its bootstrap interval, per target."""
+    shown = pairs.assign(
+        effect=[
+            f"{fmt(m, True)} [{fmt(lo, True)}, {fmt(hi, True)}]"
+            for m, lo, hi in zip(
+                pairs["median difference"], pairs["ci low"], pairs["ci high"], strict=True
+            )
+        ]
+    )
+    wide = shown.pivot_table(index=["a", "b"], columns="target", values="effect", aggfunc="first")
+    wide.index = [f"{a} vs {b}" for a, b in wide.index]
+    wide.index.name = "pair: median a - b in dB [95 % bootstrap interval]"
     return wide[[t for t in TARGET_ORDER if t in wide] or list(wide)]
 
 
 def _significance_markdown(pairs: pd.DataFrame) -> str:
     if pairs.empty:
         return "Fewer than two evaluated configurations: nothing to compare."
-    return markdown_table(significance_wide(pairs), digits=4)
+    effects = markdown_table(effect_sizes(pairs))
+    few = too_few_tracks(pairs)
+    if few:
+        return f"{few}\n\n{effects}"
+    corrected = markdown_table(significance_wide(pairs, "p BH"), digits=4)
+    return (
+        "p-values corrected over all pairs and targets (Benjamini-Hochberg):\n\n"
+        f"{corrected}\n\n{effects}"
+    )

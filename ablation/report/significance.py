@@ -30,17 +30,46 @@ def per_track_sdr(runs: list[Run], baselines: list[Evaluation]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["configuration", "run", "track", "target", "SDR"]]
 
 
+# Below this many paired tracks no two-sided Wilcoxon p can fall below 0.05 (2 / 2**n).
+MIN_TRACKS = 6
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def smallest_p(tracks: int) -> float:
+    """The smallest two-sided exact Wilcoxon p-value ``tracks`` pairs can give."""
+    return min(1.0, 2.0 / 2**tracks)
+
+
+def median_interval(diff: np.ndarray) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the median paired difference (seeded)."""
+    from scipy.stats import bootstrap
+
+    if len(diff) < 2 or np.all(diff == diff[0]):
+        value = float(diff[0]) if len(diff) else math.nan
+        return value, value
+    result = bootstrap(
+        (diff,), np.median, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )  # fmt: skip
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def wilcoxon_pairs(tracks: pd.DataFrame, configurations: list[str]) -> pd.DataFrame:
     """Wilcoxon signed-rank test for each pair of configurations and each target.
 
     Per-track SDR is averaged over a configuration's seeds first; the test pairs
-    the tracks both configurations scored (NaN tracks left out).
+    the tracks both configurations scored (NaN tracks left out). The p-values of
+    all pairs and targets are corrected together (Benjamini-Hochberg, scipy's
+    ``false_discovery_control``); the effect size is the median paired difference
+    with its bootstrap interval.
 
     Returns:
         Columns ``a``, ``b``, ``target``, ``tracks``, ``median difference`` (a - b, dB),
-        ``p``.
+        ``ci low``, ``ci high``, ``p``, ``p BH``, ``smallest p`` (the smallest p ``tracks``
+        pairs can give: at or above 0.05 none can be significant).
     """
-    from scipy.stats import wilcoxon
+    from scipy.stats import false_discovery_control, wilcoxon
 
     means = tracks.groupby(["configuration", "target", "track"]).SDR.mean()
     rows = []
@@ -50,11 +79,17 @@ def wilcoxon_pairs(tracks: pd.DataFrame, configurations: list[str]) -> pd.DataFr
                 paired = pd.concat([means[a][target], means[b][target]], axis=1).dropna()
             except KeyError:
                 continue
-            diff = paired.iloc[:, 0] - paired.iloc[:, 1]
+            diff = (paired.iloc[:, 0] - paired.iloc[:, 1]).to_numpy()
             p = math.nan
             if len(diff) and np.any(diff != 0):
                 p = float(wilcoxon(paired.iloc[:, 0], paired.iloc[:, 1]).pvalue)
-            rows.append(
-                (a, b, target, len(diff), float(diff.median()) if len(diff) else math.nan, p)
-            )
-    return pd.DataFrame(rows, columns=["a", "b", "target", "tracks", "median difference", "p"])
+            median = float(np.median(diff)) if len(diff) else math.nan
+            rows.append((a, b, target, len(diff), median, *median_interval(diff), p))
+    columns = ["a", "b", "target", "tracks", "median difference", "ci low", "ci high", "p"]
+    pairs = pd.DataFrame(rows, columns=columns)
+    tested = pairs.p.notna()
+    pairs["p BH"] = math.nan
+    if tested.any():
+        pairs.loc[tested, "p BH"] = false_discovery_control(pairs.p[tested].to_numpy())
+    pairs["smallest p"] = pairs.tracks.map(smallest_p)
+    return pairs

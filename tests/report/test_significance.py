@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import wilcoxon
+from scipy.stats import bootstrap, false_discovery_control, wilcoxon
+
+from ablation.report.markdown import too_few_tracks
+from ablation.report.significance import wilcoxon_pairs
 
 from .sweep_folders import SDR, TARGETS
 
@@ -19,3 +23,53 @@ def test_wilcoxon_p_values_pair_tracks_with_seeds_averaged(report):
         (p,) = pairs[pairs.target == target].p
         assert p == pytest.approx(expected)
     assert "1d depth2 vs 1d depth3 (n=8)" in path.read_text()
+
+
+def constructed_tracks(n: int, shifts: dict[str, float]) -> pd.DataFrame:
+    """Per-track SDR of three configurations over ``n`` tracks and two targets."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(4.0, 1.0, size=(n, 2))
+    rows = [
+        (name, name, f"t{k}", target, base[k, i] + shift + rng.normal(0, 0.3))
+        for name, shift in shifts.items()
+        for k in range(n)
+        for i, target in enumerate(("vocals", "drums"))
+    ]
+    return pd.DataFrame(rows, columns=["configuration", "run", "track", "target", "SDR"])
+
+
+def test_corrected_p_effect_size_and_interval_agree_with_scipy():
+    shifts = {"a": 0.0, "b": 1.0, "c": 0.1}
+    tracks = constructed_tracks(12, shifts)
+    pairs = wilcoxon_pairs(tracks, list(shifts))
+    assert len(pairs) == 3 * 2
+    raw = []
+    for row in pairs.itertuples():
+        x = tracks[(tracks.configuration == row.a) & (tracks.target == row.target)].SDR
+        y = tracks[(tracks.configuration == row.b) & (tracks.target == row.target)].SDR
+        diff = x.to_numpy() - y.to_numpy()
+        raw.append(wilcoxon(x.to_numpy(), y.to_numpy()).pvalue)
+        assert row.p == pytest.approx(raw[-1])
+        assert row._5 == pytest.approx(np.median(diff))  # median difference
+        interval = bootstrap(
+            (diff,), np.median, n_resamples=2000, method="percentile",
+            rng=np.random.default_rng(0),
+        ).confidence_interval  # fmt: skip
+        assert (row._6, row._7) == pytest.approx((interval.low, interval.high))
+        assert row._6 <= row._5 <= row._7
+    np.testing.assert_allclose(pairs["p BH"], false_discovery_control(np.array(raw)))
+    assert (pairs["p BH"] >= pairs.p - 1e-12).all()
+    # a 1 dB shift over 12 tracks survives the correction; 0.1 dB against noise does not
+    a_b = pairs[(pairs.a == "a") & (pairs.b == "b")]
+    assert (a_b["p BH"] < 0.05).all()
+
+
+def test_too_few_tracks_are_said_instead_of_p_values():
+    tracks = constructed_tracks(3, {"a": 0.0, "b": 1.0})
+    pairs = wilcoxon_pairs(tracks, ["a", "b"])
+    assert (pairs["smallest p"] == 0.25).all()
+    text = too_few_tracks(pairs)
+    assert text and "3 paired tracks" in text and "0.25" in text
+    assert (
+        too_few_tracks(wilcoxon_pairs(constructed_tracks(8, {"a": 0, "b": 1}), ["a", "b"])) is None
+    )
