@@ -115,6 +115,7 @@ class MUSDBDataModule(L.LightningDataModule):
         self.root = Path(root or os.environ.get("MUSDB_PATH") or DEFAULT_TOY_ROOT)
         self.segment_samples = round(segment * sample_rate)
         self.context_samples = round((context or 0.0) * sample_rate)
+        self.read_context_samples: int | None = None
         self.last_positions: list[int] = []
         transforms = [RandomGain(gain_min, gain_max)]
         transforms += [ChannelSwap()] if channel_swap else []
@@ -189,6 +190,19 @@ class MUSDBDataModule(L.LightningDataModule):
                 short,
             )
 
+    def read_at_most(self, samples: int) -> None:
+        """Read only ``samples`` of the context on each side (before ``setup``): the part a
+        net reads. Loss regions, and the real audio around them that the net sees, stay
+        those of the full context; the loader just moves no audio the net would drop."""
+        self.read_context_samples = min(self.context_samples, int(samples))
+
+    @property
+    def window_context_samples(self) -> int:
+        """Context samples per side in the items the loaders build."""
+        if self.read_context_samples is None:
+            return self.context_samples
+        return self.read_context_samples
+
     def set_context_samples(self, samples: int) -> None:
         """Set the context per side (before ``setup``), e.g. to what a net needs."""
         self.context_samples = int(samples)
@@ -203,7 +217,7 @@ class MUSDBDataModule(L.LightningDataModule):
                 self.segment_samples,
                 self.hparams.segments_per_track,
                 self.hparams.remix,
-                context=self.context_samples,
+                context=self.window_context_samples,
                 seed=self.hparams.seed,
             )
         if stage in ("fit", "validate", None):
@@ -212,7 +226,7 @@ class MUSDBDataModule(L.LightningDataModule):
                 self.sources,
                 self.segment_samples,
                 self.hparams.val_segments_per_track,
-                context=self.context_samples,
+                context=self.window_context_samples,
             )
         if stage in ("test", None):
             names = [t.name for t in self.splits()["test"]]

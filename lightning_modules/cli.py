@@ -276,8 +276,9 @@ class AblationCLI(LightningCLI):
         )
 
     def _resolve_context(self) -> None:
-        """Give the data the context the net needs when the config leaves it open,
-        and say so when a configured context is shorter than that."""
+        """Give the data the context the net needs when the config leaves it open, say
+        so when a configured context is shorter than that, and let the loader read no
+        more of it than the net reads (a shallow cell need not move 7 s of context)."""
         net, data = self.model.net, self.datamodule
         need = max(net.context_samples(data.segment_samples), *net.reach_samples())
         rate = data.hparams.sample_rate
@@ -294,6 +295,7 @@ class AblationCLI(LightningCLI):
                 need / rate,
                 need / rate,
             )
+        data.read_at_most(need)
 
     def instantiate_trainer(self, **kwargs):
         self.run_dir, name, sweep = self._run_dir()

@@ -287,3 +287,23 @@ def test_every_main_grid_cell_learns(cell, learning_data):
     print(f"{cell}: {ours:.2f} dB vs best constant gain {gain:.2f} dB")
     # 150 CPU steps: the deep 1-D cells are the slowest learners (1d-depth9: +0.34 dB)
     assert ours > gain + 0.25, (cell, float(ours), float(gain))
+
+
+def test_the_loader_reads_only_the_context_the_net_reads(make_dm):
+    """Same loss regions and the same estimates, with less audio moved per item."""
+    net = CELLS["2d-depth2"]().net.eval()
+    full, lean = make_dm(), make_dm()
+    segment = full.segment_samples
+    need = max(net.context_samples(segment), *net.reach_samples())
+    lean.read_at_most(need)
+    assert need < full.context_samples and lean.window_context_samples == need
+    for dm in (full, lean):
+        dm.setup("fit")
+    for position in (0, 5, 11):
+        wide, narrow = full.train_set[position], lean.train_set[position]
+        assert narrow.shape[-1] == segment + 2 * need < wide.shape[-1]
+        c = full.context_samples
+        assert torch.equal(wide[..., c : c + segment], narrow[..., need : need + segment])
+        with torch.no_grad():
+            exact = net(wide.sum(0, keepdim=True), c)
+            torch.testing.assert_close(net(narrow.sum(0, keepdim=True), need), exact)
