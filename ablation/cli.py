@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from pathlib import Path
 from ablation.errors import AblationError
 
 DEBUG_ENV = "ABLATION_DEBUG"
+MODEL_ARGUMENT = re.compile(r"^--model\.([\w.]+)=(.*)$")
 
 
 @contextmanager
@@ -36,6 +38,42 @@ def _root_cause(err: BaseException) -> str:
     while isinstance(err.__cause__, Exception):
         err = err.__cause__
     return " ".join(str(err).split())
+
+
+def expand_cell(argv: Sequence[str]) -> list[str]:
+    """Replace ``--cell=2d-depth4`` by ``--model=...SpecUNetModule --model.depth=4``.
+
+    A sweep grid names whole cells (dimension and depth together) because W&B grids
+    cannot make the depth values depend on the dimension. The model class must come
+    before any ``--model.*`` argument, so the expansion goes where the cell or the
+    first of those stood, whichever is earlier.
+    """
+    from ablation.runs import DIMENSION_MODULES, parse_cell
+
+    args, cell, position = [], None, None
+    items = list(argv)
+    while items:
+        arg = items.pop(0)
+        if arg == "--cell" and items:
+            arg = f"--cell={items.pop(0)}"
+        if arg.startswith("--cell="):
+            cell = parse_cell(arg.split("=", 1)[1])
+            position = len(args) if position is None else position
+            continue
+        if arg.startswith("--model.") and position is None:
+            position = len(args)
+        args.append(arg)
+    if cell is None:
+        return args
+    dimension, depth = cell
+    args[position:position] = [f"--model={DIMENSION_MODULES[dimension]}", f"--model.depth={depth}"]
+    return args
+
+
+def model_arguments(argv: Sequence[str]) -> dict[str, str]:
+    """The ``--model.X=V`` arguments given on a command line, as ``{X: V}`` (what
+    :func:`ablation.runs.model_variants` names a run after)."""
+    return {m[1]: m[2] for m in map(MODEL_ARGUMENT.match, argv) if m}
 
 
 def _toy_data(argv: Sequence[str]) -> None:
@@ -307,7 +345,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         SUBCOMMANDS[argv[0]](argv[1:])
         return
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        from lightning_modules.cli import run_lightning_cli  # Lightning only when training
+        from lightning_modules.lightning_cli import (
+            run_lightning_cli,  # Lightning only when training
+        )
 
         # ValueError covers DataError and every argument a module or net refuses.
         with one_line_errors(ValueError):

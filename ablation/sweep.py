@@ -161,8 +161,8 @@ def command(config: dict[str, Any], params: dict[str, Any]) -> list[str]:
 def cell_run_dir(runs_dir: Path, sweep: str, params: dict[str, Any]) -> Path:
     """The folder the CLI will give this run (same naming as ``ablation fit``)."""
     dimension, depth = parse_cell(str(params["cell"]))
-    argv = [f"--{k}={v}" for k, v in params.items()]
-    name = run_name(dimension, depth, params.get("seed_everything", 0), model_variants(argv))
+    model = {k.removeprefix("model."): v for k, v in params.items() if k.startswith("model.")}
+    name = run_name(dimension, depth, params.get("seed_everything", 0), model_variants(model))
     return runs_dir / sweep / name
 
 

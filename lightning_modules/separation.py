@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -32,6 +32,9 @@ from ablation.separate import separate
 from lightning_modules.callbacks import default_callbacks
 
 Scheduler = Literal["constant", "cosine", "plateau"]
+# A net's build config, or what makes it from the data's (sources, channels, sample
+# rate): each family's module passes the latter, so it names only its net's arguments.
+NetConfig = dict[str, Any] | Callable[[Sequence[str], int, int], dict[str, Any]]
 # Prefix of the figures of ``net.describe()`` among the logged hyper-parameters.
 NET_PREFIX = NET_ATTRIBUTE
 TEST = "test"
@@ -61,10 +64,11 @@ class SeparationModule(L.LightningModule):
     rebuilds the net without Lightning.
 
     Args:
-        net_config: what :func:`ablation.nets.build` builds the net from; its
-            number of sources must match ``sources``.
+        net_config: what :func:`ablation.nets.build` builds the net from (its
+            number of sources must match ``sources``), or a function of the data's
+            ``(sources, channels, sample_rate)`` returning it.
         sources: source names, in the order of the stems' sources axis.
-        channels: audio channels of the data, when given checked against the net's.
+        channels: audio channels of the data, checked against the net's.
         sample_rate: sample rate of the audio, in Hz.
         segment: length of the loss region of a batch item, in seconds (the
             default separation segment of the checkpoint); the context of a
@@ -88,10 +92,10 @@ class SeparationModule(L.LightningModule):
 
     def __init__(
         self,
-        net_config: dict[str, Any],
+        net_config: NetConfig,
         # Data
         sources: Sequence[str] = SOURCES,
-        channels: int | None = None,
+        channels: int = 2,
         sample_rate: int = SAMPLE_RATE,
         segment: float = 3.0,
         # Loss
@@ -110,6 +114,8 @@ class SeparationModule(L.LightningModule):
         self.save_hyperparameters()
         self.sources = tuple(sources)
         self.segment_samples = round(segment * sample_rate)
+        if callable(net_config):
+            net_config = net_config(self.sources, channels, sample_rate)
         self.net = build(dict(net_config))
         self._check_net(channels)
         self.net.set_training_audio(self.sources, sample_rate, segment)
@@ -125,13 +131,13 @@ class SeparationModule(L.LightningModule):
         self.hparams.update(values)
         self._hparams_initial.update(values)
 
-    def _check_net(self, channels: int | None) -> None:
+    def _check_net(self, channels: int) -> None:
         if self.dimension is not None and self.net.dimension != self.dimension:
             raise ValueError(
                 f"{type(self).__name__} trains {self.dimension} nets, but the config builds a "
                 f"{self.net.dimension} net: pick a {self.dimension} preset or the other module."
             )
-        if channels is not None and self.net.channels != channels:
+        if self.net.channels != channels:
             raise ValueError(
                 f"the net takes {self.net.channels}-channel audio, the data has {channels} "
                 f"channels: build it with channels={channels}."

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR
-from ablation.runs import expand_cell, is_done, model_variants, parse_cell, run_name
+from ablation.runs import is_done, model_variants, parse_cell, run_name
 from ablation.sweep import SweepError, cell_run_dir, command, grid, load_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def test_main_grid_cells_and_budget():
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
 def test_every_run_command_parses_in_the_cli(path, tmp_path, monkeypatch):
-    from lightning_modules.cli import AblationCLI
+    from lightning_modules.lightning_cli import AblationCLI
 
     monkeypatch.chdir(REPO)
     config = load_sweep(path)
@@ -108,7 +109,12 @@ def test_cells_and_names():
         "--model.lr=1",
     ]
     assert (
-        run_name("2d", 5, 0, model_variants(["--model.input_mode=complex", "--model.filters=8"]))
+        run_name(
+            "2d",
+            5,
+            0,
+            model_variants(model_arguments(["--model.input_mode=complex", "--model.filters=8"])),
+        )
         == "2d-depth5-complex-filters8-seed0"
     )
     with pytest.raises(ValueError, match="expected '<1d|2d>-depth<N>'"):
@@ -269,7 +275,7 @@ def test_online_sweep_creates_sweep_and_one_agent_per_gpu(tmp_path, monkeypatch,
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     import torch
 
-    from lightning_modules.cli import AtomicCheckpointIO
+    from lightning_modules.lightning_cli import AtomicCheckpointIO
 
     io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"step": 1}, path)

@@ -1,7 +1,7 @@
 """LightningCLI of the suite: ``ablation fit|validate|test``.
 
 Both families are subclasses of :class:`SeparationModule` chosen with
-``--model=WaveUNetModule`` (or ``--cell=1d-depth6``, see :func:`ablation.runs.expand_cell`);
+``--model=WaveUNetModule`` (or ``--cell=1d-depth6``, see :func:`ablation.cli.expand_cell`);
 the one :class:`MUSDBDataModule` feeds both, its sources, channels, sample rate and
 segment are linked into the model. Every run writes into its own folder
 ``<run.dir>/<run.sweep>/<run-name>/`` (see :mod:`ablation.runs`), logs to W&B
@@ -35,12 +35,12 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ablation.checkpoint import checkpoint_step, read_checkpoint
+from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.files import TMP_SUFFIX
 from ablation.runs import (
     LAST,
     WANDB_RUN,
-    expand_cell,
     is_done,
     last_checkpoint,
     model_variants,
@@ -252,7 +252,7 @@ class AblationCLI(LightningCLI):
         config = self.run_config
         dimension, depth = self._cell()
         name = config.run.name or run_name(
-            dimension, depth, config.seed_everything, model_variants(self.argv)
+            dimension, depth, config.seed_everything, model_variants(model_arguments(self.argv))
         )
         return Path(config.run.dir) / config.run.sweep / name, name, config.run.sweep
 
