@@ -136,7 +136,7 @@ def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sweep(argv: Sequence[str]) -> None:
     from ablation.slurm import SlurmOptions
-    from ablation.sweep import run_cell, run_sweep, submit_slurm
+    from ablation.sweep import run_cell, run_sweep, submit_slurm, with_seeds
 
     parser = argparse.ArgumentParser(
         prog="ablation sweep",
@@ -150,6 +150,14 @@ def _sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--root", default=None, help="MUSDB18 root (default: $MUSDB_PATH or toy)")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--offline", action="store_true", help="never contact W&B")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run every cell at seeds 0..N-1 (the data stream follows the seed); the sweep "
+        "written with that axis goes to runs/<sweep>/sweep-seedsN.yaml",
+    )
     parser.add_argument(
         "--only-index",
         type=int,
@@ -173,6 +181,8 @@ def _sweep(argv: Sequence[str]) -> None:
     with one_line_errors():
         if args.root:
             os.environ["MUSDB_PATH"] = str(Path(args.root).resolve())
+        if args.seeds is not None:
+            args.sweep = str(with_seeds(args.sweep, args.seeds, args.runs_dir))
         if args.only_index is not None:
             raise SystemExit(run_cell(args.sweep, args.only_index, args.runs_dir, args.fit_arg))
         if args.slurm:

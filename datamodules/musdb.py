@@ -64,7 +64,9 @@ class MUSDBDataModule(L.LightningDataModule):
         gain_max: upper bound of the random gain per source.
         channel_swap: randomly swap left/right per source.
         sign_flip: randomly negate each source.
-        seed: the data seed: training windows, remix and augmentation draws.
+        seed: the data seed: training windows, remix and augmentation draws. None:
+            the run's ``seed_everything`` (``ablation fit`` fills it in), else 0; so
+            seed k of every cell trains on the same stream.
         batch_size: items per batch (test always uses 1 whole track).
         num_workers: DataLoader worker processes.
         pin_memory: pin host memory (only when CUDA is available).
@@ -93,7 +95,7 @@ class MUSDBDataModule(L.LightningDataModule):
         gain_max: float = 1.25,
         channel_swap: bool = True,
         sign_flip: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         # Loading
         batch_size: int = 16,
         num_workers: int = 2,
@@ -120,7 +122,8 @@ class MUSDBDataModule(L.LightningDataModule):
         transforms = [RandomGain(gain_min, gain_max)]
         transforms += [ChannelSwap()] if channel_swap else []
         transforms += [SignFlip()] if sign_flip else []
-        self.augment = Augment(transforms, seed=seed)
+        self.seed = 0 if seed is None else seed
+        self.augment = Augment(transforms, seed=self.seed)
         self._splits: dict[str, list[TrackRef]] = {}
         self._arrays: dict[str, CachedArrays] = {}
 
@@ -218,7 +221,7 @@ class MUSDBDataModule(L.LightningDataModule):
                 self.hparams.segments_per_track,
                 self.hparams.remix,
                 context=self.window_context_samples,
-                seed=self.hparams.seed,
+                seed=self.seed,
             )
         if stage in ("fit", "validate", None):
             self.val_set = FixedSegments(

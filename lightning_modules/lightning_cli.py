@@ -225,6 +225,14 @@ class AblationCLI(LightningCLI):
         for name in ("channels", "sample_rate", "segment"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}")
 
+    def before_instantiate_classes(self) -> None:
+        # One data stream per seed: seed k of every cell trains on data seed k (a seeds
+        # axis varies seed_everything alone), unless --data.seed says otherwise.
+        config = self.run_config
+        if config.data.seed is None:
+            seed = config.seed_everything
+            config.data.seed = 0 if isinstance(seed, bool) or seed is None else int(seed)
+
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path``: the checkpoint's module class and net arguments override the
         config (its weights fit no other net); data, loss and optimization stay as
