@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
@@ -181,6 +182,35 @@ def _resample(audio: Tensor, source_rate: int, target_rate: int, length: int) ->
     audio = torchaudio.functional.resample(audio, source_rate, target_rate)
     # Resampling rounds the length; pad or crop to the exact expected one.
     return torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))[..., :length]
+
+
+# Demucs' shift trick offsets the song by up to half a second.
+MAX_SHIFT_SECONDS = 0.5
+
+
+def separate_shifted(
+    net: nn.Module, mixture: Tensor, segment_samples: int, shifts: int = 0, seed: int = 0, **kw
+) -> Tensor:
+    """:func:`separate` averaged over ``shifts`` random time offsets (Demucs' shift trick).
+
+    Each pass separates the song delayed by a number of samples drawn in ``[0, 0.5 s)``
+    from a generator seeded with ``seed``, so every checkpoint sees the same delays
+    (zeros after the song keep every pass equally long); its estimates are moved back
+    before averaging, and the chunk edges fall elsewhere in every pass. ``shifts=0`` is
+    one plain pass. ``kw`` goes to :func:`separate`.
+    """
+    if shifts < 0:
+        raise ValueError(f"expected shifts >= 0 (0: no shift trick), got {shifts}.")
+    if shifts == 0:
+        return separate(net, mixture, segment_samples, **kw)
+    length = mixture.shape[-1]
+    most = max(1, round(MAX_SHIFT_SECONDS * net.sample_rate))
+    total = None
+    for delay in np.random.default_rng(seed).integers(0, most, size=shifts).tolist():
+        delayed = torch.nn.functional.pad(mixture, (delay, most - delay))
+        estimate = separate(net, delayed, segment_samples, **kw)[..., delay : delay + length]
+        total = estimate if total is None else total + estimate
+    return total / shifts
 
 
 def separate_file(
