@@ -289,6 +289,14 @@ def _eval(argv: Sequence[str]) -> None:
         help="BSS Eval backend: this suite's exact torch port or museval itself",
     )
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--shifts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="average each separation over N seeded delays in [0, 0.5 s) (Demucs' shift "
+        "trick; the same for every checkpoint; default 0: one pass)",
+    )
     parser.add_argument("--no-wandb", action="store_true", help="do not log to W&B")
     args = parser.parse_args(argv)
     import os
@@ -309,6 +317,7 @@ def _eval(argv: Sequence[str]) -> None:
             args.metrics,
             args.device,
             not args.no_wandb,
+            shifts=args.shifts,
         )
     print(f"evaluation written to {out}")
 

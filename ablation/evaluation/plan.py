@@ -25,6 +25,7 @@ class Plan:
     segment: int | None  # samples (at net_rate) per segment: the checkpoint's training segment
     metrics: str
     device: str
+    shifts: int = 0  # Demucs' shift trick: separations averaged over this many delays
 
     @property
     def single(self) -> str | None:
