@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 from torch import Tensor, nn
 
 from ablation.checkpoint import load_net
 from ablation.errors import AblationError
 from ablation.nets.blocks import take
+from ablation.tracks import resample
 
 
 class SeparationError(AblationError):
@@ -176,14 +176,6 @@ def _match_channels(audio: Tensor, channels: int) -> Tensor:
     )
 
 
-def _resample(audio: Tensor, source_rate: int, target_rate: int, length: int) -> Tensor:
-    if source_rate == target_rate:
-        return audio
-    audio = torchaudio.functional.resample(audio, source_rate, target_rate)
-    # Resampling rounds the length; pad or crop to the exact expected one.
-    return torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))[..., :length]
-
-
 # Demucs' shift trick offsets the song by up to half a second.
 MAX_SHIFT_SECONDS = 0.5
 
@@ -250,10 +242,10 @@ def separate_file(
     net = load_net(ckpt, device)
     audio, rate = read_audio(audio_path)
     net_length = round(audio.shape[-1] * net.sample_rate / rate)
-    mixture = _resample(_match_channels(audio, net.channels), rate, net.sample_rate, net_length)
+    mixture = resample(_match_channels(audio, net.channels), rate, net.sample_rate, net_length)
     segment = round((segment_seconds or net.segment_seconds) * net.sample_rate)
     estimates = separate(net, mixture, segment, overlap, batch_size)
-    estimates = _resample(estimates, net.sample_rate, rate, audio.shape[-1])
+    estimates = resample(estimates, net.sample_rate, rate, audio.shape[-1])
     if audio.shape[0] < estimates.shape[-2]:
         estimates = estimates.mean(-2, keepdim=True)
     out_dir = Path(out_dir) if out_dir is not None else Path("separated") / audio_path.stem
