@@ -95,6 +95,7 @@ class WaveUNetModule(SeparationModule):
         weight_decay: float = 0.0,
         scheduler: Scheduler = "constant",
         plateau_patience: int = 5,
+        ema_decay: float = 0.0,
         # Logging
         example_every_n_epochs: int = 5,
         examples: int = 2,
@@ -116,6 +117,7 @@ class WaveUNetModule(SeparationModule):
             weight_decay=weight_decay,
             scheduler=scheduler,
             plateau_patience=plateau_patience,
+            ema_decay=ema_decay,
             example_every_n_epochs=example_every_n_epochs,
             examples=examples,
         )
@@ -172,6 +174,7 @@ class SpecUNetModule(SeparationModule):
         weight_decay: float = 0.0,
         scheduler: Scheduler = "constant",
         plateau_patience: int = 5,
+        ema_decay: float = 0.0,
         # Logging
         example_every_n_epochs: int = 5,
         examples: int = 2,
@@ -196,6 +199,7 @@ class SpecUNetModule(SeparationModule):
             weight_decay=weight_decay,
             scheduler=scheduler,
             plateau_patience=plateau_patience,
+            ema_decay=ema_decay,
             example_every_n_epochs=example_every_n_epochs,
             examples=examples,
         )
