@@ -107,7 +107,7 @@ class TimeCosine(Callback):
         self._apply(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The optimizer in the final checkpoint holds the rate the budget ended on.
+        # The rate the run ended on (the floor, once the budget is spent), for the record.
         self._apply(trainer)
 
     def record(self) -> dict[str, Any]:

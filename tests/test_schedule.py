@@ -4,19 +4,24 @@ floor at the end of the budget, across a kill and resume too."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import lightning as L
 import pytest
 import test_modules
+import test_resume_and_errors
 from lightning.pytorch.callbacks import Callback
 from test_modules import tiny_module, trainer
 
+from ablation.checkpoint import read_checkpoint
+from ablation.cli import main
 from lightning_modules.budget import TrainingBudget
 from lightning_modules.schedule import ScheduleError, TimeCosine
 
 # The toy DataModule of test_modules.py, shared rather than written again.
 datamodule_factory = test_modules.datamodule_factory
+fit_env = test_resume_and_errors.fit_env
 
 BASE_LR, WARMUP, FLOOR, BUDGET = 1e-3, 0.2, 0.1, 10.0
 
@@ -141,3 +146,19 @@ def test_cosine_refuses_shapes_out_of_range():
         TimeCosine(warmup_fraction=1.0)
     with pytest.raises(ScheduleError, match="floor <= 1"):
         TimeCosine(floor=-0.1)
+
+
+def test_ablation_fit_runs_cosine_and_ema_on_a_time_budget_alone(fit_env, tmp_path):
+    """The sweeps' setting (max_time, no step count) with both options, through the CLI:
+    the rate ends on its floor, the record says what was evaluated."""
+    args = ("--model.scheduler=cosine", "--model.ema_decay=0.9")
+    main(test_resume_and_errors.fit_args(tmp_path, fit_env, *args))
+    run = tmp_path / "runs" / "adhoc" / "run"
+    fairness = json.loads((run / "summary.json").read_text())["fairness"]
+    assert fairness["train_seconds"] >= fairness["budget_seconds"] == 5
+    assert fairness["lr_schedule"] == "cosine" and fairness["lr_schedule_unit"] == "budget_seconds"
+    assert fairness["lr_final_factor"] == 0.0
+    assert fairness["weights"] == "ema" and fairness["ema_decay"] == 0.9
+    assert fairness["ema_updates"] == fairness["steps"] > 0
+    last = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert last["current_model_state"].keys() == last["state_dict"].keys()
