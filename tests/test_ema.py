@@ -4,6 +4,9 @@ weights travel in the checkpoint, and a resume continues the average."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import lightning as L
@@ -140,3 +143,40 @@ def test_no_ema_by_default_and_a_decay_outside_0_1_is_refused(datamodule_factory
     assert fairness_record(fit, fit.lightning_module)["weights"] == "raw"
     with pytest.raises(EMADecayError, match="strictly between 0 and 1"):
         trainer(tmp_path).fit(tiny_module("1d", ema_decay=1.0), datamodule=datamodule_factory())
+
+
+def test_ddp_ranks_share_rates_and_average_and_the_checkpoint_holds_it(toy_root, tmp_path):
+    """Two CPU ranks with cosine and EMA: every step's rate (from rank 0's broadcast
+    count) and the final average agree on both ranks, and last.ckpt holds that average."""
+    from ddp_train_probe import weights_digest
+    from test_distributed import REPO, TESTS, _fit_command
+
+    env = {
+        **os.environ, "WANDB_MODE": "offline", "ABLATION_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }  # fmt: skip
+    command = [
+        *_fit_command(), "--config=sweeps/demo_base.yaml", "--cell=1d-depth2",
+        "--model.filters=4", "--model.scheduler=cosine", "--model.ema_decay=0.5",
+        f"--data.root={toy_root}", "--data.batch_size=2", f"--run.dir={tmp_path / 'runs'}",
+        "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
+        "--trainer.max_steps=4", "--trainer.callbacks=ddp_train_probe.RateAndWeightProbe",
+        f"--trainer.callbacks.out={tmp_path / 'probe'}",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "probe" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]["rates"]) == 4 and ranks[0]["rates"] == ranks[1]["rates"]
+    assert ranks[0]["average"] == ranks[1]["average"] != ranks[0]["raw"] == ranks[1]["raw"]
+    (last,) = (tmp_path / "runs").rglob("last.ckpt")
+    assert weights_digest(load_net(last)) == ranks[0]["average"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the average's device needs CUDA")
+def test_the_average_lives_on_the_training_device(datamodule_factory, tmp_path):
+    """Lightning builds the average before the module moves: it must follow it, or every
+    step would copy all weights to the CPU."""
+    fit = trainer(tmp_path, accelerator="gpu", devices=1, max_steps=2, limit_val_batches=0)
+    fit.fit(tiny_module("1d", ema_decay=0.9), datamodule=datamodule_factory())
+    ema = next(c for c in fit.callbacks if isinstance(c, WeightEMA))
+    assert {p.device.type for p in ema.average.parameters()} == {"cuda"}
