@@ -1,8 +1,8 @@
 """Records a run for W&B's dashboards and for ``make report``: its config at the start
-(dimension, depth, preset, loss, parameters, receptive field) and its final figures
-at the end (best ``val/sdr``, ``val/mse``, epochs and steps done inside the budget,
-training time, peak GPU memory, and the ``fairness`` record), named the same in W&B
-and in ``summary.json``."""
+(dimension, depth, preset, loss, scheduler, EMA decay, parameters, receptive field)
+and its final figures at the end (best ``val/sdr``, ``val/mse``, epochs and steps done
+inside the budget, training time, peak GPU memory, and the ``fairness`` record), named
+the same in W&B and in ``summary.json``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ def run_config(pl_module: L.LightningModule) -> dict[str, Any]:
         "depth": figures["depth"],
         "preset": pl_module.hparams.get("preset"),
         "loss": str(pl_module.hparams.get("loss")),
+        "scheduler": pl_module.hparams.get("scheduler"),
+        "ema_decay": pl_module.hparams.get("ema_decay", 0.0),
         "params": figures["parameters"],
         "receptive_field": figures["receptive_field"],
         "macs_per_second": figures["macs_per_second"],

@@ -154,7 +154,9 @@ def test_ablation_fit_runs_cosine_and_ema_on_a_time_budget_alone(fit_env, tmp_pa
     args = ("--model.scheduler=cosine", "--model.ema_decay=0.9")
     main(test_resume_and_errors.fit_args(tmp_path, fit_env, *args))
     run = tmp_path / "runs" / "adhoc" / "run"
-    fairness = json.loads((run / "summary.json").read_text())["fairness"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["scheduler"] == "cosine" and summary["ema_decay"] == 0.9  # W&B config too
+    fairness = summary["fairness"]
     assert fairness["train_seconds"] >= fairness["budget_seconds"] == 5
     assert fairness["lr_schedule"] == "cosine" and fairness["lr_schedule_unit"] == "budget_seconds"
     assert fairness["lr_final_factor"] == 0.0
