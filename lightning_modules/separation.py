@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -79,10 +78,15 @@ class SeparationModule(L.LightningModule):
             or ``"balanced"``.
         lr: learning rate of AdamW.
         weight_decay: decoupled weight decay of AdamW.
-        scheduler: ``"constant"``; ``"cosine"`` annealing to zero over the run's
-            steps (needs max_epochs or max_steps); ``"plateau"``: halve the rate
-            when ``val/sdr`` stalls for ``plateau_patience`` validations.
+        scheduler: ``"constant"``; ``"cosine"``: linear warm-up, then cosine down to
+            its floor at the end of the counted training-time budget (or of
+            max_steps / max_epochs without one), see :mod:`lightning_modules.schedule`;
+            ``"plateau"``: halve the rate when ``val/sdr`` stalls for
+            ``plateau_patience`` validations.
         plateau_patience: validations without improvement before halving.
+        ema_decay: above 0, validation, checkpoints and evaluation use an exponential
+            moving average of the weights with this decay (e.g. 0.999), see
+            :mod:`lightning_modules.ema`; 0: the weights as trained.
         example_every_n_epochs: epochs between audio/spectrogram examples on W&B
             (0: never).
         examples: validation items per example log.
@@ -106,6 +110,7 @@ class SeparationModule(L.LightningModule):
         weight_decay: float = 0.0,
         scheduler: Scheduler = "constant",
         plateau_patience: int = 5,
+        ema_decay: float = 0.0,
         # Logging
         example_every_n_epochs: int = 5,
         examples: int = 2,
@@ -212,21 +217,9 @@ class SeparationModule(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "constant":
+        # TimeCosine (added in configure_callbacks) sets the cosine rate before each step.
+        if hp.scheduler in ("constant", "cosine"):
             return optimizer
-        if hp.scheduler == "cosine":
-            steps = self.trainer.estimated_stepping_batches
-            if not math.isfinite(steps):
-                raise ValueError(
-                    "scheduler='cosine' needs a known number of steps, but the Trainer has "
-                    "neither max_epochs nor max_steps (a time budget alone): set one of them, "
-                    "or use scheduler='plateau' or 'constant'."
-                )
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(steps))
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
-            }
         if hp.scheduler == "plateau":
             schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode=MONITOR_MODE, factor=0.5, patience=hp.plateau_patience
@@ -262,8 +255,9 @@ class SeparationModule(L.LightningModule):
 
     # ---- logging ------------------------------------------------------------------------
     def configure_callbacks(self) -> list[Callback]:
+        hp = self.hparams
         return default_callbacks(
-            self._trainer, self.hparams.example_every_n_epochs, self.hparams.examples
+            self._trainer, hp.example_every_n_epochs, hp.examples, hp.scheduler, hp.ema_decay
         )
 
     def on_fit_start(self) -> None:
