@@ -1,0 +1,171 @@
+"""The data paths that keep a GPU fed: the worker path's compact ring and the
+device-resident stems give exactly today's batches (DESIGN.md, fairness rule)."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from ablation.tracks import DataError
+from datamodules import MUSDBDataModule
+from datamodules.compact import RingSlot, compact_dtype, exactly_int16
+from datamodules.resident import RESIDENT
+from lightning_modules import SpecUNetModule, WaveUNetModule
+from lightning_modules.fairness import FairnessRecord
+
+SEGMENT, CONTEXT, STEPS = 0.5, 0.1, 4  # 4410 context samples: more than either cell reads
+CELLS = {
+    "1d": lambda: WaveUNetModule(depth=3, filters=4, segment=SEGMENT),
+    "2d": lambda: SpecUNetModule(
+        depth=2, filters=4, n_fft=512, hop_length=128, bins=128, segment=SEGMENT
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def make_dm(toy_root, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+
+    def make(**kwargs) -> MUSDBDataModule:
+        arguments = dict(
+            root=str(toy_root), cache_dir=str(cache), segment=SEGMENT, context=CONTEXT,
+            batch_size=2, num_workers=0, segments_per_track=4, progress=False, seed=7,
+            remix=True,
+        )  # fmt: skip
+        return MUSDBDataModule(**{**arguments, **kwargs})
+
+    return make
+
+
+def float_path_batches(dm: MUSDBDataModule, steps: int) -> list[torch.Tensor]:
+    """The batches as the loader built them before the compact paths: float32 targets
+    summed in the worker, augmented after transfer."""
+    positions = list(dm.train_sampler())
+    size = dm.hparams.batch_size
+    parts = [positions[i : i + size] for i in range(0, steps * size, size)]
+    return [dm.augment(dm.train_set.__getitems__(part)[0], part) for part in parts]
+
+
+class BatchCapture(Callback):
+    """Whole training batches (context included) as the net sees them, by step."""
+
+    def __init__(self):
+        self.batches: dict[int, torch.Tensor] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches[trainer.global_step] = batch.detach().clone()
+
+
+def fit(module, dm, root) -> tuple[dict[int, torch.Tensor], str]:
+    capture, record = BatchCapture(), FairnessRecord()
+    trainer = L.Trainer(
+        accelerator="cpu", default_root_dir=root, enable_progress_bar=False,
+        enable_model_summary=False, logger=False, enable_checkpointing=False,
+        max_steps=STEPS, limit_val_batches=0, callbacks=[capture, record],
+    )  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    return capture.batches, record.record(module, dm)["data_fingerprint"]
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_resident_and_worker_paths_train_on_identical_batches(cell, make_dm, tmp_path):
+    """Same seed: the same bytes from the resident stems, from one worker process and
+    from the float path of before, with remix and augmentation on; so the same
+    data fingerprint."""
+    net = CELLS[cell]().net
+    need = max(net.context_samples(round(SEGMENT * 44100)), *net.reach_samples())
+    runs, dms = {}, {}
+    for name, options in {"workers": dict(num_workers=1), "resident": dict(resident=True)}.items():
+        dms[name] = dm = make_dm(**options)
+        dm.read_at_most(need)  # as the CLI does: each cell's own window
+        runs[name] = fit(CELLS[cell](), dm, tmp_path / name)
+    assert dms["resident"]._resident is not None and dms["workers"]._resident is None
+    assert dms["workers"].compact_dtype() == torch.int16  # the toy set is 16-bit PCM
+    (workers, print_w), (resident, print_r) = runs["workers"], runs["resident"]
+    before = make_dm()
+    before.read_at_most(need)
+    before.setup("fit")
+    reference = float_path_batches(before, STEPS)
+    assert sorted(workers) == sorted(resident) == list(range(STEPS))
+    assert reference[0].shape[-1] == round(SEGMENT * 44100) + 2 * need  # the cell's window
+    for step in range(STEPS):
+        assert torch.equal(workers[step], reference[step]), step
+        assert torch.equal(resident[step], reference[step]), step
+    assert print_w == print_r is not None
+    # the comparison could fail: consecutive batches differ
+    assert not torch.equal(reference[0], reference[1])
+
+
+@pytest.mark.parametrize("rate, dtype", [(44100, torch.int16), (22050, torch.float32)])
+def test_paths_agree_on_summed_targets_in_either_compact_form(rate, dtype, make_dm):
+    """Accompaniment is a sum of three stems, formed on the device from int16 or, for
+    resampled audio that int16 does not hold exactly, from float32: the same bytes."""
+    options = dict(sample_rate=rate, targets="2stems")
+    worker, resident = make_dm(**options), make_dm(**options, resident=True)
+    for dm in (worker, resident):
+        dm.setup("fit")
+    assert worker.compact_dtype() == dtype
+    batches = [
+        [dm.on_after_batch_transfer(raw, 0) for raw in dm.train_dataloader()]
+        for dm in (worker, resident)
+    ]
+    reference = float_path_batches(worker, len(batches[0]))
+    assert len(batches[0]) == len(batches[1]) == 4 and reference[0].shape[1] == 2
+    for ours, theirs, ref in zip(*batches, reference, strict=True):
+        assert torch.equal(ours, ref) and torch.equal(theirs, ref)
+
+
+def test_resident_falls_back_to_workers_in_one_line_when_it_does_not_fit(
+    make_dm, monkeypatch, caplog
+):
+    monkeypatch.setattr("datamodules.resident.available_bytes", lambda device: 1000)
+    dm = make_dm(resident=True)
+    dm.setup("fit")
+    with caplog.at_level(logging.WARNING, logger="datamodules.resident"):
+        batches = list(dm.train_dataloader())
+    lines = [r.getMessage() for r in caplog.records if r.name == "datamodules.resident"]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert "needs" in lines[0] and "0.00 GB free" in lines[0] and "falling back" in lines[0]
+    assert dm._resident is None and isinstance(batches[0][0], RingSlot)
+    # and the resident path is taken when the memory is there
+    monkeypatch.undo()
+    assert next(iter(dm.train_dataloader()))[0] == RESIDENT
+
+
+def test_a_batch_read_after_its_slot_was_reused_fails_loudly(make_dm):
+    dm = make_dm(segments_per_track=20)
+    dm.setup("fit")
+    raw = list(dm.train_dataloader())  # never decoded: the ring wraps around
+    assert len(raw) > dm._ring.slots
+    with pytest.raises(DataError, match="overwritten in loader slot"):
+        dm.on_after_batch_transfer(raw[0], 0)
+    assert dm.on_after_batch_transfer(raw[-1], 0).dtype == torch.float32
+
+
+def test_int16_exactness():
+    steps = np.arange(-32768, 32768, dtype=np.float32) / 32768
+    assert exactly_int16(steps.reshape(1, 1, -1))
+    assert exactly_int16(np.array([[[-0.0, 0.0]]], np.float32))
+    assert not exactly_int16(np.array([[[1.0]]], np.float32))  # 32768 overflows int16
+    assert not exactly_int16(np.array([[[0.5 / 32768]]], np.float32))
+    late = np.zeros((1, 1, 3 << 20), np.float32)
+    late[..., -1] = 1e-7  # in the last chunk the check reads
+    assert not exactly_int16(late)
+
+
+def test_exactness_verdict_is_remembered_until_the_entry_changes(tmp_path, monkeypatch):
+    path = tmp_path / "track.npy"
+    np.save(path, np.zeros((4, 2, 10), np.float32))
+    calls = []
+    monkeypatch.setattr("datamodules.compact.exactly_int16", lambda array: calls.append(1) or True)
+    assert compact_dtype([path], progress=False) == torch.int16
+    assert compact_dtype([path], progress=False) == torch.int16
+    assert len(calls) == 1
+    np.save(path, np.full((4, 2, 11), 0.3, np.float32))  # another size: checked again
+    monkeypatch.undo()
+    assert compact_dtype([path], progress=False) == torch.float32
