@@ -82,20 +82,25 @@ def encode_into(out: np.ndarray, chunk: np.ndarray) -> None:
         out[...] = chunk
 
 
+def add_stem(target: torch.Tensor, stem: torch.Tensor) -> None:
+    """``target += stem`` in float32, ``stem`` int16 (times 1/32768) or float32.
+
+    Targets start at zero and their stems are added in their group's order, as the
+    worker path does, so the float32 results are bit for bit the same: int16 / 32768
+    is exact, and 0 + -0.0 gives +0.0 on either path.
+    """
+    target.add_(stem, alpha=1 / INT16_SCALE if stem.dtype == torch.int16 else 1.0)
+
+
 def decode(raw: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
     """raw: (batch, stems, channels, time) int16 or float32 -> float32 targets
-    (batch, len(groups), channels, time), target ``t`` the sum of stems ``groups[t]``.
-
-    The sums run from zero in the order of the group, as the worker path's do, so
-    the float32 results are bit for bit the same; int16 / 32768 is exact.
-    """
-    stems = raw.float() * (1 / INT16_SCALE) if raw.dtype == torch.int16 else raw.float()
+    (batch, len(groups), channels, time), target ``t`` the sum of stems ``groups[t]``."""
     out = torch.zeros(
         (raw.shape[0], len(groups), *raw.shape[2:]), dtype=torch.float32, device=raw.device
     )
     for target, members in enumerate(groups):
         for stem in members:
-            out[:, target] += stems[:, stem]
+            add_stem(out[:, target], raw[:, stem])
     return out
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from datamodules.compact import decode, encode_into
+from datamodules.compact import add_stem, encode_into
 
 log = logging.getLogger(__name__)
 
@@ -100,22 +100,21 @@ class ResidentStems:
     def device(self) -> torch.device:
         return self.data.device
 
-    def gather(self, positions: Sequence[int]) -> torch.Tensor:
-        """Raw stems ``(batch, stems, channels, window)`` of the items at ``positions``."""
-        window, context = self.dataset.window, self.dataset.context
-        stems, channels = self.data.shape[:2]
-        out = torch.empty(
-            (len(positions), stems, channels, window), dtype=self.data.dtype, device=self.device
-        )
-        for item, position in zip(out, positions, strict=True):
-            for stem, (track, offset) in enumerate(self.dataset._place(int(position))[:stems]):
-                start = self.starts[track] + offset - context
-                item[stem] = self.data[stem, :, start : start + window]
-        return out
-
     def batch(self, positions: Sequence[int]) -> torch.Tensor:
-        """Float32 targets ``(batch, targets, channels, window)`` of the items at ``positions``."""
-        return decode(self.gather(positions), self.dataset.groups)
+        """Float32 targets ``(batch, targets, channels, window)`` of the items at
+        ``positions``, summed straight from the resident stems (no raw copy)."""
+        dataset = self.dataset
+        window, context, groups = dataset.window, dataset.context, dataset.groups
+        shape = (len(positions), len(groups), self.data.shape[1], window)
+        out = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        for item, position in zip(out, positions, strict=True):
+            places = dataset._place(int(position))
+            for target, members in zip(item, groups, strict=True):
+                for stem in members:
+                    track, offset = places[stem]
+                    start = self.starts[track] + offset - context
+                    add_stem(target, self.data[stem, :, start : start + window])
+        return out
 
 
 class ResidentPositions(torch.utils.data.Dataset):

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 
 from ablation.tracks import DataError
 from datamodules import MUSDBDataModule
-from datamodules.compact import RingSlot, compact_dtype, exactly_int16
+from datamodules.compact import RingSlot, compact_dtype, decode, exactly_int16
 from datamodules.resident import RESIDENT
 from lightning_modules import SpecUNetModule, WaveUNetModule
 from lightning_modules.fairness import FairnessRecord
@@ -40,6 +40,11 @@ def make_dm(toy_root, tmp_path_factory):
         return MUSDBDataModule(**{**arguments, **kwargs})
 
     return make
+
+
+def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality (``torch.equal`` takes -0.0 for +0.0)."""
+    return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
 
 
 def float_path_batches(dm: MUSDBDataModule, steps: int) -> list[torch.Tensor]:
@@ -94,8 +99,8 @@ def test_resident_and_worker_paths_train_on_identical_batches(cell, make_dm, tmp
     assert sorted(workers) == sorted(resident) == list(range(STEPS))
     assert reference[0].shape[-1] == round(SEGMENT * 44100) + 2 * need  # the cell's window
     for step in range(STEPS):
-        assert torch.equal(workers[step], reference[step]), step
-        assert torch.equal(resident[step], reference[step]), step
+        assert same_bytes(workers[step], reference[step]), step
+        assert same_bytes(resident[step], reference[step]), step
     assert print_w == print_r is not None
     # the comparison could fail: consecutive batches differ
     assert not torch.equal(reference[0], reference[1])
@@ -117,7 +122,7 @@ def test_paths_agree_on_summed_targets_in_either_compact_form(rate, dtype, make_
     reference = float_path_batches(worker, len(batches[0]))
     assert len(batches[0]) == len(batches[1]) == 4 and reference[0].shape[1] == 2
     for ours, theirs, ref in zip(*batches, reference, strict=True):
-        assert torch.equal(ours, ref) and torch.equal(theirs, ref)
+        assert same_bytes(ours, ref) and same_bytes(theirs, ref)
 
 
 def test_resident_falls_back_to_workers_in_one_line_when_it_does_not_fit(
@@ -169,3 +174,19 @@ def test_exactness_verdict_is_remembered_until_the_entry_changes(tmp_path, monke
     np.save(path, np.full((4, 2, 11), 0.3, np.float32))  # another size: checked again
     monkeypatch.undo()
     assert compact_dtype([path], progress=False) == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.float32])
+def test_decode_sums_from_zero_as_the_worker_path_does(dtype):
+    values = [[0.0, -0.0, 3.0, -2.0], [-0.0, -0.0, 1.0, 5.0], [-0.0, 0.0, -1.0, 7.0]]
+    raw = torch.tensor(values).reshape(1, 3, 1, 4)
+    raw = (raw * 1024).to(dtype) if dtype == torch.int16 else raw
+    scale = 1024 / 32768 if dtype == torch.int16 else 1.0
+    out = decode(raw, [[1], [0, 2]])
+    # the worker path: a target of zeros, its stems added one by one, in float32
+    stems = np.array(values, np.float32) * np.float32(scale)
+    expected = np.stack(
+        [np.zeros(4, np.float32) + stems[1], np.zeros(4, np.float32) + stems[0] + stems[2]]
+    )
+    assert same_bytes(out.reshape(2, 4), torch.from_numpy(expected))
+    assert not torch.signbit(out).reshape(-1)[[0, 1, 4, 5]].any()  # -0.0 became +0.0
