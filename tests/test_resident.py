@@ -8,6 +8,7 @@ import logging
 import lightning as L
 import numpy as np
 import pytest
+import test_fairness
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -15,31 +16,12 @@ from ablation.tracks import DataError
 from datamodules import MUSDBDataModule
 from datamodules.compact import RingSlot, compact_dtype, decode, exactly_int16
 from datamodules.resident import RESIDENT
-from lightning_modules import SpecUNetModule, WaveUNetModule
 from lightning_modules.fairness import FairnessRecord
 
-SEGMENT, CONTEXT, STEPS = 0.5, 0.1, 4  # 4410 context samples: more than either cell reads
-CELLS = {
-    "1d": lambda: WaveUNetModule(depth=3, filters=4, segment=SEGMENT),
-    "2d": lambda: SpecUNetModule(
-        depth=2, filters=4, n_fft=512, hop_length=128, bins=128, segment=SEGMENT
-    ),
-}
-
-
-@pytest.fixture(scope="module")
-def make_dm(toy_root, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-
-    def make(**kwargs) -> MUSDBDataModule:
-        arguments = dict(
-            root=str(toy_root), cache_dir=str(cache), segment=SEGMENT, context=CONTEXT,
-            batch_size=2, num_workers=0, segments_per_track=4, progress=False, seed=7,
-            remix=True,
-        )  # fmt: skip
-        return MUSDBDataModule(**{**arguments, **kwargs})
-
-    return make
+# The fairness tests' cells (a 1d and a 2d net) and DataModule factory (a fixture): a toy
+# set of 2 training tracks, 0.5 s loss regions with 0.1 s (4410 samples) of context.
+CELLS, SEGMENT, make_dm = test_fairness.CELLS, test_fairness.SEGMENT, test_fairness.make_dm
+STEPS = 4
 
 
 def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -50,9 +32,8 @@ def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
 def float_path_batches(dm: MUSDBDataModule, steps: int) -> list[torch.Tensor]:
     """The batches as the loader built them before the compact paths: float32 targets
     summed in the worker, augmented after transfer."""
-    positions = list(dm.train_sampler())
-    size = dm.hparams.batch_size
-    parts = [positions[i : i + size] for i in range(0, steps * size, size)]
+    size = dm.hparams.batch_size  # one rank: batch k holds stream positions k*size .. +size-1
+    parts = [list(range(k * size, (k + 1) * size)) for k in range(steps)]
     return [dm.augment(dm.train_set.__getitems__(part)[0], part) for part in parts]
 
 
@@ -110,7 +91,7 @@ def test_resident_and_worker_paths_train_on_identical_batches(cell, make_dm, tmp
 def test_paths_agree_on_summed_targets_in_either_compact_form(rate, dtype, make_dm):
     """Accompaniment is a sum of three stems, formed on the device from int16 or, for
     resampled audio that int16 does not hold exactly, from float32: the same bytes."""
-    options = dict(sample_rate=rate, targets="2stems")
+    options = dict(sample_rate=rate, targets="2stems", segments_per_track=4)
     worker, resident = make_dm(**options), make_dm(**options, resident=True)
     for dm in (worker, resident):
         dm.setup("fit")
