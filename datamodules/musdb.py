@@ -49,6 +49,10 @@ class MUSDBDataModule(L.LightningDataModule):
     needs and is scored on the loss region. What training item ``k`` holds,
     augmentation included, is a function of ``seed`` and ``k`` alone.
     Augmentation runs on the device, in training only, before the mixture is formed.
+    Training batches leave the loader as raw stems (int16 when the cache is exactly
+    16-bit) in shared slots allocated once (:mod:`datamodules.compact`), or are cut
+    on the device from resident stems (:mod:`datamodules.resident`); either way
+    :meth:`on_after_batch_transfer` forms the same float32 bytes.
 
     Args:
         root: dataset root with ``train/`` and ``test/``. ``None`` uses

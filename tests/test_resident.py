@@ -171,3 +171,25 @@ def test_decode_sums_from_zero_as_the_worker_path_does(dtype):
     )
     assert same_bytes(out.reshape(2, 4), torch.from_numpy(expected))
     assert not torch.signbit(out).reshape(-1)[[0, 1, 4, 5]].any()  # -0.0 became +0.0
+
+
+def test_real_musdb18_travels_as_exact_int16(musdb_sample, tmp_path):
+    """The compressed MUSDB18 preview decodes to 16-bit values: int16 carries it, and
+    the resident and worker paths cut the same batches from it as the float path."""
+    options = dict(
+        root=str(musdb_sample), cache_dir=str(tmp_path), segment=1.0, context=0.5,
+        batch_size=4, segments_per_track=8, progress=False, val_fraction=0.0,
+    )  # fmt: skip
+    worker = MUSDBDataModule(num_workers=0, **options)
+    resident = MUSDBDataModule(resident=True, **options)
+    for dm in (worker, resident):
+        dm.setup("fit")
+    assert worker.compact_dtype() == torch.int16
+    batches = [
+        [dm.on_after_batch_transfer(raw, 0) for raw in dm.train_dataloader()]
+        for dm in (worker, resident)
+    ]
+    reference = float_path_batches(worker, len(batches[0]))
+    assert len(reference) == 2 and reference[0].abs().max() > 0.01
+    for ours, theirs, ref in zip(*batches, reference, strict=True):
+        assert same_bytes(ours, ref) and same_bytes(theirs, ref)
