@@ -17,8 +17,8 @@ from lightning.pytorch.callbacks import Callback
 from test_modules import tiny_module, trainer
 
 from ablation.checkpoint import load_net, read_checkpoint
-from lightning_modules.lightning_cli import RunCheckpoint
 from lightning_modules.ema import EMADecayError, WeightEMA
+from lightning_modules.lightning_cli import RunCheckpoint
 from lightning_modules.run_record import fairness_record
 
 # The toy DataModule of test_modules.py, shared rather than written again.
