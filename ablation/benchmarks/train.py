@@ -17,6 +17,8 @@ waveforms, backward and an Adam step; inference is a forward pass in
 evaluation mode without gradients. Each round times every contender once, in
 turn, so a change of load on a shared machine hits all of them alike; the
 table shows medians and the ratio to the peer (below 1: faster than the peer).
+Times are CPU seconds of this process: on one thread that is the work done,
+which other processes on a shared machine disturb far less than wall time.
 """
 
 from __future__ import annotations
@@ -50,9 +52,7 @@ def main(quick: bool = False, f90: str | None = None) -> None:
     torch.set_num_threads(1)
     try:
         frames = 64 if quick else 256
-        print(
-            f"CPU, one thread, batch {BATCH}, {rounds} alternated rounds (median seconds per call)"
-        )
+        print(f"CPU, one thread, batch {BATCH}, {rounds} alternated rounds (median CPU seconds)")
         _compare_2d(frames, rounds)
         if f90 is None:
             print(
@@ -142,9 +142,9 @@ def _report(contenders, forward, stems, rounds: int, per: float, unit: str) -> N
         for kind, calls in (("train", steps), ("infer", infers)):
             for name, (net, fast) in contenders.items():
                 with fast_layouts(net, fast):
-                    start = time.perf_counter()
+                    start = time.process_time()
                     calls[name]()
-                    times[kind, name].append((time.perf_counter() - start) / per)
+                    times[kind, name].append((time.process_time() - start) / per)
     peer = list(contenders)[-1]
     print(f"  {'':<32} {'train ' + unit:>16} {'x peer':>7} {'infer ' + unit:>16} {'x peer':>7}")
     for name in contenders:
