@@ -52,8 +52,8 @@ lint: install ## ruff check and format check
 	$(BIN)/ruff check ablation lightning_modules datamodules tests
 	$(BIN)/ruff format --check ablation lightning_modules datamodules tests
 
-bench: install ## Side-by-side benchmarks printing ratios (BENCH="data bsseval train", QUICK=1)
-	$(BIN)/ablation bench $(BENCH) $(if $(QUICK),--quick)
+bench: install ## Side-by-side benchmarks printing ratios (BENCH="data bsseval train", QUICK=1, F90=clone)
+	$(BIN)/ablation bench $(BENCH) $(if $(QUICK),--quick) $(if $(F90),--f90 $(F90))
 
 SWEEP ?= sweeps/depth_dimension.yaml
 # SLURM=1: a job array instead (PARTITION, ACCOUNT, GPUS_PER_TASK, TIME, SLURM_ARGS="--mem=32G ...", DRY_RUN=1)

@@ -37,6 +37,9 @@ import scipy.fft
 import torch
 from museval import metrics as museval_metrics
 
+from ablation.errors import AblationError
+from ablation.threads import limited_threads
+
 __all__ = ["evaluate", "score_track"]
 
 # museval's regularisation of the normal equations: G + eps * I.
@@ -66,6 +69,7 @@ def evaluate(
     filters_len: int = 512,
     block_frames: int | None = None,
     device: str | torch.device = "cpu",
+    threads: int | None = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """BSS Eval v4 images metrics per frame, equal to ``museval.evaluate``'s.
 
@@ -83,11 +87,13 @@ def evaluate(
         block_frames: frames processed at once, which bounds memory on long
             tracks; ``None`` picks 2 on the CPU and 32 on other devices.
             Results do not depend on it.
-        device: torch device for the computation. On the CPU it uses torch's
-            intra-op threads; to score many tracks, prefer one thread per
-            process (``torch.set_num_threads(1)``) and a process per core:
-            on a busy machine, small parallel regions wait for descheduled
-            threads and run many times slower.
+        device: torch device for the computation.
+        threads: torch and BLAS / OpenMP threads used on the CPU during the
+            call (restored after it); ``None`` keeps the process's settings.
+            One is the fast default: on a busy machine the many small
+            parallel regions wait for descheduled threads and run several
+            times slower, and on an idle one more threads gain little. To
+            score many tracks, run a process per core.
 
     Returns:
         ``(SDR, ISR, SIR, SAR)``, each a float64 array of shape
@@ -104,6 +110,11 @@ def evaluate(
             "Use museval.evaluate for BSS Eval v3."
         )
     _check_sizes(win=win, hop=hop, filters_len=filters_len, block_frames=block_frames)
+    if threads is not None and not (isinstance(threads, numbers.Integral) and threads >= 1):
+        raise AblationError(
+            f"threads must be a positive whole number or None, got {threads!r}; "
+            "pass threads=1 (the fast default) or None to keep torch's setting."
+        )
     win, hop = int(win), int(hop)
     references, estimates = _prepare(references, estimates, padding)
     if references.size == 0 or estimates.size == 0:
@@ -113,8 +124,10 @@ def evaluate(
     device = torch.device(device)
     refs = torch.from_numpy(references)
     ests = torch.from_numpy(estimates)
-    cross, spat = _distortion_filters(refs, ests, filters_len, device)
-    return _framewise_metrics(refs, ests, cross, spat, win, hop, block_frames, device)
+    # The filters are solved with numpy on the CPU whatever the device.
+    with limited_threads(threads):
+        cross, spat = _distortion_filters(refs, ests, filters_len, device)
+        return _framewise_metrics(refs, ests, cross, spat, win, hop, block_frames, device)
 
 
 def score_track(

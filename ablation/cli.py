@@ -102,8 +102,11 @@ def _bench(argv: Sequence[str]) -> None:
     )
     parser.add_argument("names", nargs="*", help=f"any of {sorted(BENCHMARKS)}; default all")
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    parser.add_argument(
+        "--f90", metavar="PATH", help="train: a clone of f90/Wave-U-Net-Pytorch to compare with"
+    )
     args = parser.parse_args(argv)
-    run(args.names, quick=args.quick)
+    run(args.names, quick=args.quick, f90=args.f90)
 
 
 def _gpu_list(value: str) -> list[str] | None:

@@ -16,6 +16,7 @@ import torch
 
 from ablation import bsseval
 from ablation.bsseval import evaluate, score_track
+from ablation.errors import AblationError
 
 RATE = 44100
 TOLERANCE_DB = 0.01
@@ -366,3 +367,54 @@ def test_rejects_what_museval_rejects():
         evaluate(references, references[:, :-5], padding=False)
     with pytest.raises(ValueError, match="win must be a positive whole number"):
         evaluate(references, references, win=0)
+
+
+# ---------------------------------------------------------------- threads
+
+
+def test_plain_call_computes_on_one_thread_and_restores_the_pools(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = {}
+    framewise = bsseval._framewise_metrics
+
+    def spy(*args):
+        seen["torch"] = torch.get_num_threads()
+        seen["blas"] = {pool["num_threads"] for pool in threadpool_info()}
+        return framewise(*args)
+
+    monkeypatch.setattr(bsseval, "_framewise_metrics", spy)
+    references = toy_sources(2, 2.0, seed=5)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threadpool_limits(limits=2):
+            blas_before = [pool["num_threads"] for pool in threadpool_info()]
+            evaluate(references, noisy(references))
+            assert seen == {"torch": 1, "blas": {1}}, seen
+            assert torch.get_num_threads() == 2
+            assert [pool["num_threads"] for pool in threadpool_info()] == blas_before
+            evaluate(references, noisy(references), threads=None)
+            assert seen["torch"] == 2, seen
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_thread_count_does_not_change_the_scores():
+    references = toy_sources(3, 3.0, seed=6)
+    estimates = noisy(references)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = evaluate(references, estimates)
+        two = evaluate(references, estimates, threads=2)
+    finally:
+        torch.set_num_threads(before)
+    for ours, theirs in zip(one, two, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_rejects_a_thread_count_below_one():
+    references = toy_sources(2, 1.0, seed=7)
+    with pytest.raises(AblationError, match="threads must be a positive whole number"):
+        evaluate(references, references, threads=0)

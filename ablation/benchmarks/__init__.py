@@ -6,6 +6,7 @@ this way, never with timed tests, because the machines are shared and noisy.
 """
 
 import importlib
+import inspect
 
 # name -> module under ablation.benchmarks; modules are imported lazily so one
 # benchmark's heavy imports never slow another.
@@ -17,8 +18,9 @@ BENCHMARKS: dict[str, str] = {
 }
 
 
-def run(names: list[str] | None = None, quick: bool = False) -> None:
-    """Run the named benchmarks (all when ``names`` is empty)."""
+def run(names: list[str] | None = None, quick: bool = False, **options: object) -> None:
+    """Run the named benchmarks (all when ``names`` is empty); each takes the
+    ``options`` its ``main`` names (``f90`` for ``train``) and ignores the others."""
     names = names or list(BENCHMARKS)
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
@@ -26,4 +28,5 @@ def run(names: list[str] | None = None, quick: bool = False) -> None:
     for name in names:
         module = importlib.import_module(f"ablation.benchmarks.{BENCHMARKS[name]}")
         print(f"\n=== bench {name} ===", flush=True)
-        module.main(quick=quick)
+        accepted = inspect.signature(module.main).parameters
+        module.main(quick=quick, **{k: v for k, v in options.items() if k in accepted})

@@ -20,6 +20,7 @@ from ablation.evaluation.cache import keep
 from ablation.evaluation.plan import Plan
 from ablation.evaluation.protocol import EvaluationError
 from ablation.evaluation.scoring import score_track_file
+from ablation.threads import limited_threads
 
 
 def _limit_blas_threads() -> Any:
@@ -37,15 +38,8 @@ def single_threaded() -> Iterator[None]:
     Every track is computed the same way in any process, so a parallel run
     writes exactly the files of a serial one; parallelism is across tracks.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    limit = _limit_blas_threads()
-    try:
+    with limited_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
-        if limit is not None:
-            limit.restore_original_limits()
 
 
 def _init_worker(parent_pid: int) -> None:

@@ -33,6 +33,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ablation.nets.blocks import (
+    RowConv1d,
     SeparationNet,
     ceil_to_multiple,
     center_crop,
@@ -135,13 +136,13 @@ class WaveUNet(SeparationNet):
         )
         self.activation = nn.LeakyReLU(leaky_slope)
         estimated = sources - 1 if self.difference else sources
-        self.output_conv = nn.Conv1d(widths[0] + channels, estimated * channels, kernel_size=1)
+        self.output_conv = RowConv1d(widths[0] + channels, estimated * channels, kernel_size=1)
         self.output_activation = nn.Tanh() if output_activation == "tanh" else nn.Identity()
         init_convolutions(self, "glorot")
         self._smallest_bottleneck = self._find_smallest_bottleneck()
 
     def _conv(self, c_in: int, c_out: int, kernel: int) -> nn.Conv1d:
-        return nn.Conv1d(c_in, c_out, kernel, padding=0 if self.valid else kernel // 2)
+        return RowConv1d(c_in, c_out, kernel, padding=0 if self.valid else kernel // 2)
 
     # ----------------------------------------------------------------- lengths
     def _valid_lengths(self, bottleneck: int) -> tuple[int, int] | None:
@@ -347,7 +348,7 @@ class StridedDownsample(nn.Module):
 
     def __init__(self, width: int, valid: bool) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(width, width, 3, stride=2, padding=0 if valid else 1)
+        self.conv = RowConv1d(width, width, 3, stride=2, padding=0 if valid else 1)
 
     @staticmethod
     def in_length(length: int) -> int:

@@ -1,0 +1,50 @@
+"""Thread limits for CPU work that is fastest on one core: BSS Eval and evaluation workers.
+
+On a busy machine (other processes on every core), a parallel region waits for
+its descheduled threads, and the many small parallel regions of BSS Eval then
+run several times slower than on one thread; on an idle machine they gain
+little. Limiting torch's intra-op threads and the BLAS / OpenMP pools that
+numpy and scipy load is the fast default, and parallelism goes across tracks.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from threadpoolctl import ThreadpoolController
+
+__all__ = ["limited_threads"]
+
+
+@contextmanager
+def limited_threads(threads: int | None) -> Iterator[None]:
+    """Compute with at most ``threads`` torch and BLAS / OpenMP threads, then restore.
+
+    Args:
+        threads: the limit; ``None`` leaves every pool as it is.
+    """
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with _blas_limit(threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _blas_limit(threads: int) -> Any:
+    return _controller().limit(limits=threads)
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    # Inspecting the loaded libraries takes milliseconds; a cached controller
+    # limits them in microseconds (numpy, scipy and torch are loaded by then).
+    return ThreadpoolController()
