@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ablation.constants import SOURCES
 from ablation.files import read_json
+from ablation.report.tables import own_targets
 from ablation.runs import SUMMARY, last_checkpoint
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
@@ -65,7 +65,7 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
         ckpt = summary.get("best_checkpoint") or last_checkpoint(run_dir)
         scores = evaluate(ckpt, None)  # beside the checkpoint, where `make report` looks
         # the mean is over the net's sources; a derived accompaniment is shown, not averaged
-        targets = [t for t in scores if t in SOURCES]
+        targets = own_targets(scores)
         rows.append(
             {
                 "run": run_dir.name,

@@ -19,17 +19,13 @@ class Plan:
     ckpt: str | None
     baseline: str | None
     sources: tuple[str, ...]
+    stems: tuple[str, ...]  # of the dataset, which the sources are or derive from
     groups: tuple[Group, ...]
     sample_rate: int  # of the dataset: scoring windows are 1 s of it
     net_rate: int  # where the estimator works; mixtures are resampled to it and back
     segment: int | None  # samples (at net_rate) per segment: the checkpoint's training segment
     metrics: str
     device: str
-
-    @property
-    def single(self) -> str | None:
-        """The only source of a single-source estimator (its complement is the rest)."""
-        return self.sources[0] if len(self.sources) == 1 else None
 
     def track_file(self, name: str) -> Path:
         """Per-track JSON, where museval's ``eval_mus_track`` puts it."""
