@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from pathlib import Path
 from ablation.errors import AblationError
 
 DEBUG_ENV = "ABLATION_DEBUG"
+MODEL_ARGUMENT = re.compile(r"^--model\.([\w.]+)=(.*)$")
 
 
 @contextmanager
@@ -36,6 +38,42 @@ def _root_cause(err: BaseException) -> str:
     while isinstance(err.__cause__, Exception):
         err = err.__cause__
     return " ".join(str(err).split())
+
+
+def expand_cell(argv: Sequence[str]) -> list[str]:
+    """Replace ``--cell=2d-depth4`` by ``--model=...SpecUNetModule --model.depth=4``.
+
+    A sweep grid names whole cells (dimension and depth together) because W&B grids
+    cannot make the depth values depend on the dimension. The model class must come
+    before any ``--model.*`` argument, so the expansion goes where the cell or the
+    first of those stood, whichever is earlier.
+    """
+    from ablation.runs import DIMENSION_MODULES, parse_cell
+
+    args, cell, position = [], None, None
+    items = list(argv)
+    while items:
+        arg = items.pop(0)
+        if arg == "--cell" and items:
+            arg = f"--cell={items.pop(0)}"
+        if arg.startswith("--cell="):
+            cell = parse_cell(arg.split("=", 1)[1])
+            position = len(args) if position is None else position
+            continue
+        if arg.startswith("--model.") and position is None:
+            position = len(args)
+        args.append(arg)
+    if cell is None:
+        return args
+    dimension, depth = cell
+    args[position:position] = [f"--model={DIMENSION_MODULES[dimension]}", f"--model.depth={depth}"]
+    return args
+
+
+def model_arguments(argv: Sequence[str]) -> dict[str, str]:
+    """The ``--model.X=V`` arguments given on a command line, as ``{X: V}`` (what
+    :func:`ablation.runs.model_variants` names a run after)."""
+    return {m[1]: m[2] for m in map(MODEL_ARGUMENT.match, argv) if m}
 
 
 def _toy_data(argv: Sequence[str]) -> None:
@@ -98,7 +136,7 @@ def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sweep(argv: Sequence[str]) -> None:
     from ablation.slurm import SlurmOptions
-    from ablation.sweep import run_cell, run_sweep, submit_slurm
+    from ablation.sweep import run_cell, run_sweep, submit_slurm, with_seeds
 
     parser = argparse.ArgumentParser(
         prog="ablation sweep",
@@ -112,6 +150,14 @@ def _sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--root", default=None, help="MUSDB18 root (default: $MUSDB_PATH or toy)")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--offline", action="store_true", help="never contact W&B")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run every cell at seeds 0..N-1 (the data stream follows the seed); the sweep "
+        "written with that axis goes to runs/<sweep>/sweep-seedsN.yaml",
+    )
     parser.add_argument(
         "--only-index",
         type=int,
@@ -135,6 +181,8 @@ def _sweep(argv: Sequence[str]) -> None:
     with one_line_errors():
         if args.root:
             os.environ["MUSDB_PATH"] = str(Path(args.root).resolve())
+        if args.seeds is not None:
+            args.sweep = str(with_seeds(args.sweep, args.seeds, args.runs_dir))
         if args.only_index is not None:
             raise SystemExit(run_cell(args.sweep, args.only_index, args.runs_dir, args.fit_arg))
         if args.slurm:
@@ -241,6 +289,14 @@ def _eval(argv: Sequence[str]) -> None:
         help="BSS Eval backend: this suite's exact torch port or museval itself",
     )
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--shifts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="average each separation over N seeded delays in [0, 0.5 s) (Demucs' shift "
+        "trick; the same for every checkpoint; default 0: one pass)",
+    )
     parser.add_argument("--no-wandb", action="store_true", help="do not log to W&B")
     args = parser.parse_args(argv)
     import os
@@ -261,6 +317,7 @@ def _eval(argv: Sequence[str]) -> None:
             args.metrics,
             args.device,
             not args.no_wandb,
+            shifts=args.shifts,
         )
     print(f"evaluation written to {out}")
 
@@ -307,7 +364,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         SUBCOMMANDS[argv[0]](argv[1:])
         return
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        from lightning_modules.cli import run_lightning_cli  # Lightning only when training
+        from lightning_modules.lightning_cli import (
+            run_lightning_cli,  # Lightning only when training
+        )
 
         # ValueError covers DataError and every argument a module or net refuses.
         with one_line_errors(ValueError):

@@ -12,7 +12,7 @@ inside its budget, ``summary.json`` (final figures; its presence marks the run d
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ablation.files import read_json  # noqa: F401 (re-exported for the CLI and the demo)
@@ -37,34 +37,6 @@ def parse_cell(cell: str) -> tuple[str, int]:
     return match["dimension"], int(match["depth"])
 
 
-def expand_cell(argv: Sequence[str]) -> list[str]:
-    """Replace ``--cell=2d-depth4`` by ``--model=...SpecUNetModule --model.depth=4``.
-
-    A sweep grid names whole cells (dimension and depth together) because W&B grids
-    cannot make the depth values depend on the dimension. The model class must come
-    before any ``--model.*`` argument, so the expansion goes where the cell or the
-    first of those stood, whichever is earlier.
-    """
-    args, cell, position = [], None, None
-    items = list(argv)
-    while items:
-        arg = items.pop(0)
-        if arg == "--cell" and items:
-            arg = f"--cell={items.pop(0)}"
-        if arg.startswith("--cell="):
-            cell = parse_cell(arg.split("=", 1)[1])
-            position = len(args) if position is None else position
-            continue
-        if arg.startswith("--model.") and position is None:
-            position = len(args)
-        args.append(arg)
-    if cell is None:
-        return args
-    dimension, depth = cell
-    args[position:position] = [f"--model={DIMENSION_MODULES[dimension]}", f"--model.depth={depth}"]
-    return args
-
-
 def _slug(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
 
@@ -75,14 +47,17 @@ def run_name(dimension: str, depth: int, seed: int, variants: Sequence[object] =
     return "-".join(p for p in parts if p)
 
 
-def model_variants(argv: Sequence[str]) -> list[str]:
-    """The ``--model.X=V`` arguments that name a variant (not the depth): a word value
-    stands alone (``complex``), a number keeps its name (``filters8``)."""
+def model_variants(arguments: Mapping[str, object]) -> list[str]:
+    """The model arguments that name a variant (not the depth), in the order given:
+    a word value stands alone (``complex``), a number keeps its name (``filters8``).
+
+    ``arguments`` maps the names given after ``--model.`` (``init_args.`` allowed)
+    to their values as written.
+    """
     variants = []
-    for arg in argv:
-        match = re.match(r"^--model\.(?:init_args\.)?(\w+)=(.*)$", arg)
-        if match and match[1] not in ("depth", "class_path"):
-            key, value = match[1], match[2]
+    for key, value in arguments.items():
+        key, value = key.removeprefix("init_args."), str(value)
+        if key not in ("depth", "class_path"):
             variants.append(value if re.match(r"^[A-Za-z]", value) else f"{key}{value}")
     return variants
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 from torch import Tensor, nn
 
 from ablation.checkpoint import load_net
 from ablation.errors import AblationError
 from ablation.nets.blocks import take
+from ablation.tracks import resample
 
 
 class SeparationError(AblationError):
@@ -175,12 +176,33 @@ def _match_channels(audio: Tensor, channels: int) -> Tensor:
     )
 
 
-def _resample(audio: Tensor, source_rate: int, target_rate: int, length: int) -> Tensor:
-    if source_rate == target_rate:
-        return audio
-    audio = torchaudio.functional.resample(audio, source_rate, target_rate)
-    # Resampling rounds the length; pad or crop to the exact expected one.
-    return torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))[..., :length]
+# Demucs' shift trick offsets the song by up to half a second.
+MAX_SHIFT_SECONDS = 0.5
+
+
+def separate_shifted(
+    net: nn.Module, mixture: Tensor, segment_samples: int, shifts: int = 0, seed: int = 0, **kw
+) -> Tensor:
+    """:func:`separate` averaged over ``shifts`` random time offsets (Demucs' shift trick).
+
+    Each pass separates the song delayed by a number of samples drawn in ``[0, 0.5 s)``
+    from a generator seeded with ``seed``, so every checkpoint sees the same delays
+    (zeros after the song keep every pass equally long); its estimates are moved back
+    before averaging, and the chunk edges fall elsewhere in every pass. ``shifts=0`` is
+    one plain pass. ``kw`` goes to :func:`separate`.
+    """
+    if shifts < 0:
+        raise ValueError(f"expected shifts >= 0 (0: no shift trick), got {shifts}.")
+    if shifts == 0:
+        return separate(net, mixture, segment_samples, **kw)
+    length = mixture.shape[-1]
+    most = max(1, round(MAX_SHIFT_SECONDS * net.sample_rate))
+    total = None
+    for delay in np.random.default_rng(seed).integers(0, most, size=shifts).tolist():
+        delayed = torch.nn.functional.pad(mixture, (delay, most - delay))
+        estimate = separate(net, delayed, segment_samples, **kw)[..., delay : delay + length]
+        total = estimate if total is None else total + estimate
+    return total / shifts
 
 
 def separate_file(
@@ -220,10 +242,10 @@ def separate_file(
     net = load_net(ckpt, device)
     audio, rate = read_audio(audio_path)
     net_length = round(audio.shape[-1] * net.sample_rate / rate)
-    mixture = _resample(_match_channels(audio, net.channels), rate, net.sample_rate, net_length)
+    mixture = resample(_match_channels(audio, net.channels), rate, net.sample_rate, net_length)
     segment = round((segment_seconds or net.segment_seconds) * net.sample_rate)
     estimates = separate(net, mixture, segment, overlap, batch_size)
-    estimates = _resample(estimates, net.sample_rate, rate, audio.shape[-1])
+    estimates = resample(estimates, net.sample_rate, rate, audio.shape[-1])
     if audio.shape[0] < estimates.shape[-2]:
         estimates = estimates.mean(-2, keepdim=True)
     out_dir = Path(out_dir) if out_dir is not None else Path("separated") / audio_path.stem

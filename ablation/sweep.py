@@ -28,6 +28,7 @@ import yaml
 
 from ablation.children import die_with_parent, terminate_children_on_sigterm
 from ablation.errors import AblationError
+from ablation.files import write_text
 from ablation.runs import is_done, model_variants, parse_cell, run_name
 from ablation.slurm import (
     SlurmOptions,
@@ -66,6 +67,25 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
             f"engine; write them flat with dotted names (model.depth)."
         )
     return config
+
+
+SEED_PARAMETER = "seed_everything"
+
+
+def with_seeds(path: str | Path, seeds: int, runs_dir: str | Path = "runs") -> Path:
+    """The sweep YAML with every cell run at seeds ``0 .. seeds-1``, written beside the
+    sweep's runs (``runs/<sweep>/sweep-seeds<N>.yaml``) so that offline runners, W&B and
+    Slurm tasks all read one file. The data seed follows each run's seed (see
+    ``MUSDBDataModule``): seed k of every cell trains on the same data stream."""
+    if seeds < 1:
+        raise SweepError(f"--seeds must be 1 or more, got {seeds}: e.g. --seeds 3.")
+    config = load_sweep(path)
+    config["parameters"][SEED_PARAMETER] = {"values": list(range(seeds))}
+    config["name"] = sweep_name(path, config)
+    seeded = Path(runs_dir) / config["name"] / f"sweep-seeds{seeds}.yaml"
+    seeded.parent.mkdir(parents=True, exist_ok=True)
+    write_text(seeded, yaml.safe_dump(config, sort_keys=False))
+    return seeded
 
 
 def sweep_name(path: str | Path, config: dict[str, Any]) -> str:
@@ -161,8 +181,8 @@ def command(config: dict[str, Any], params: dict[str, Any]) -> list[str]:
 def cell_run_dir(runs_dir: Path, sweep: str, params: dict[str, Any]) -> Path:
     """The folder the CLI will give this run (same naming as ``ablation fit``)."""
     dimension, depth = parse_cell(str(params["cell"]))
-    argv = [f"--{k}={v}" for k, v in params.items()]
-    name = run_name(dimension, depth, params.get("seed_everything", 0), model_variants(argv))
+    model = {k.removeprefix("model."): v for k, v in params.items() if k.startswith("model.")}
+    name = run_name(dimension, depth, params.get("seed_everything", 0), model_variants(model))
     return runs_dir / sweep / name
 
 

@@ -165,11 +165,17 @@ class _StemDataset(Dataset):
         for target, stems in zip(out, self.groups, strict=True):
             target[...] = 0
             for stem in stems:
-                track, offset = places[stem]
-                start = offset - self.context
-                first = max(start, 0)
-                chunk = self.arrays[track][stem, :, first : start + out.shape[-1]]
-                target[:, first - start : first - start + chunk.shape[-1]] += chunk
+                at, chunk = self.stem_chunk(places[stem], stem, out.shape[-1])
+                target[:, at : at + chunk.shape[-1]] += chunk
+
+    def stem_chunk(self, place: tuple[int, int], stem: int, length: int) -> tuple[int, np.ndarray]:
+        """The real audio of ``stem`` in a window of ``length`` samples whose loss region
+        starts at ``place`` (track, offset): its first sample's index in the window and
+        the memory-mapped samples ``(channels, time)``."""
+        track, offset = place
+        start = offset - self.context
+        first = max(start, 0)
+        return first - start, self.arrays[track][stem, :, first : start + length]
 
     def _batch(self, indices: Sequence[int], length: int) -> torch.Tensor:
         shape = (len(indices), len(self.groups), self.arrays.channels, length)

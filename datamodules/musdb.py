@@ -15,6 +15,7 @@ from ablation.constants import SAMPLE_RATE
 from ablation.tracks import DataError, TrackRef, dataset_stems, list_tracks, split_train_valid
 from datamodules.augment import Augment, ChannelSwap, RandomGain, SignFlip
 from datamodules.cache import TrackCache, default_cache_dir
+from datamodules.compact import RingSegments, RingSlot, SlotRing, compact_dtype
 from datamodules.datasets import (
     CachedArrays,
     FixedSegments,
@@ -23,6 +24,12 @@ from datamodules.datasets import (
     check_target_set,
     collate_prebuilt,
     resolve_targets,
+)
+from datamodules.resident import (
+    RESIDENT,
+    ResidentPositions,
+    ResidentStems,
+    fits,
 )
 from datamodules.sampler import StreamSampler
 
@@ -43,6 +50,10 @@ class MUSDBDataModule(L.LightningDataModule):
     needs and is scored on the loss region. What training item ``k`` holds,
     augmentation included, is a function of ``seed`` and ``k`` alone.
     Augmentation runs on the device, in training only, before the mixture is formed.
+    Training batches leave the loader as raw stems (int16 when the cache is exactly
+    16-bit) in shared slots allocated once (:mod:`datamodules.compact`), or are cut
+    on the device from resident stems (:mod:`datamodules.resident`); either way
+    :meth:`on_after_batch_transfer` forms the same float32 bytes.
 
     Args:
         root: dataset root with ``train/`` and ``test/``. ``None`` uses
@@ -67,9 +78,14 @@ class MUSDBDataModule(L.LightningDataModule):
         gain_max: upper bound of the random gain per source.
         channel_swap: randomly swap left/right per source.
         sign_flip: randomly negate each source.
-        seed: the data seed: training windows, remix and augmentation draws.
+        seed: the data seed: training windows, remix and augmentation draws. None:
+            the run's ``seed_everything`` (``ablation fit`` fills it in), else 0; so
+            seed k of every cell trains on the same stream.
         batch_size: items per batch (test always uses 1 whole track).
         num_workers: DataLoader worker processes.
+        resident: keep the training stems on the device (GPU memory; RAM on the
+            CPU) and cut batches there, with no workers; falls back to workers,
+            saying so, when they do not fit. Same batches either way.
         pin_memory: pin host memory (only when CUDA is available).
         cache_dir: where decoded stems live; ``$ABLATION_CACHE`` or ``~/.cache``.
         progress: show a progress bar while building the cache.
@@ -96,10 +112,11 @@ class MUSDBDataModule(L.LightningDataModule):
         gain_max: float = 1.25,
         channel_swap: bool = True,
         sign_flip: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         # Loading
         batch_size: int = 16,
         num_workers: int = 2,
+        resident: bool = False,
         pin_memory: bool = True,
         cache_dir: str | None = None,
         progress: bool = True,
@@ -125,8 +142,12 @@ class MUSDBDataModule(L.LightningDataModule):
         transforms = [RandomGain(gain_min, gain_max)]
         transforms += [ChannelSwap()] if channel_swap else []
         transforms += [SignFlip()] if sign_flip else []
-        self.augment = Augment(transforms, seed=seed)
+        self.seed = 0 if seed is None else seed
+        self.augment = Augment(transforms, seed=self.seed)
         self._arrays: dict[str, CachedArrays] = {}
+        self._dtype: torch.dtype | None = None
+        self._ring: SlotRing | None = None
+        self._resident: ResidentStems | None = None
 
     # ---- discovery and cache ------------------------------------------------
     def _ensure_root(self) -> None:
@@ -227,7 +248,7 @@ class MUSDBDataModule(L.LightningDataModule):
                 self.hparams.segments_per_track,
                 self.hparams.remix,
                 context=self.window_context_samples,
-                seed=self.hparams.seed,
+                seed=self.seed,
             )
         if stage in ("fit", "validate", None):
             self.val_set = FixedSegments(
@@ -269,7 +290,46 @@ class MUSDBDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, self.train_sampler())
+        """Batches ``(source, positions)``: where the raw stems are (a loader slot or the
+        device-resident stems); :meth:`on_after_batch_transfer` turns them into stems."""
+        batch_size, sampler = self.hparams.batch_size, self.train_sampler()
+        if self.hparams.resident and self._load_resident():
+            positions = ResidentPositions(len(self.train_set))
+            return DataLoader(
+                positions, batch_size=batch_size, sampler=sampler, collate_fn=collate_prebuilt
+            )
+        return self._loader(self._ring_segments(sampler), batch_size, sampler)
+
+    def compact_dtype(self) -> torch.dtype:
+        """int16 when the training cache holds 16-bit audio exactly, else float32."""
+        if self._dtype is None:
+            paths = self.arrays("train").paths
+            self._dtype = compact_dtype(paths, progress=self.hparams.progress)
+        return self._dtype
+
+    def _ring_segments(self, sampler: StreamSampler) -> RingSegments:
+        # slots: batches a DataLoader keeps in flight, the one training, one fetched ahead
+        in_flight = 2 * max(self.hparams.num_workers, 1)
+        stems, channels = self.arrays("train")[0].shape[:2]
+        shape = (self.hparams.batch_size, stems, channels, self.train_set.window)
+        self._ring = SlotRing(in_flight + 4, shape, self.compact_dtype())
+        return RingSegments(self.train_set, self._ring, world=sampler.num_replicas)
+
+    def _device(self) -> torch.device:
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _load_resident(self) -> bool:
+        """Put the training stems on the device once; False (said) when they do not fit."""
+        device, dtype = self._device(), self.compact_dtype()
+        current = self._resident
+        if current is not None and current.dataset is self.train_set and current.device == device:
+            return True
+        self._resident = None  # free the old copy before measuring free memory
+        if not fits(self.train_set, dtype, device):
+            return False
+        self._resident = ResidentStems(self.train_set, dtype, device, self.hparams.progress)
+        return True
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.hparams.batch_size)
@@ -280,12 +340,21 @@ class MUSDBDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Augment training stems on the device; validation and test stay untouched.
 
-        A training batch arrives as ``(stems, stream positions)`` and leaves as the
-        augmented stems; its positions stay in :attr:`last_positions` for the
+        A training batch arrives as ``(source, stream positions)``, ``source`` the
+        stems or where their raw form is (:meth:`train_dataloader`), and leaves as
+        the augmented stems; its positions stay in :attr:`last_positions` for the
         fairness record.
         """
         if isinstance(batch, tuple | list) and len(batch) == 2 and isinstance(batch[1], list):
-            stems, positions = batch
+            source, positions = batch
             self.last_positions = positions
-            return self.augment(stems, positions)
+            return self.augment(self._stems(source, positions), positions)
         return batch
+
+    def _stems(self, source, positions: list[int]) -> torch.Tensor:
+        """Float32 stems of a training batch from where its loader left them."""
+        if isinstance(source, RingSlot):
+            return self._ring.read(source, self.train_set.groups, self._device())
+        if isinstance(source, str) and source == RESIDENT:
+            return self._resident.batch(positions)
+        return source

@@ -8,6 +8,10 @@
 - :class:`ExampleLogger`: every N epochs a few validation examples as audio
   and spectrogram images, on W&B only.
 - Lightning's ``LearningRateMonitor`` for the learning rate.
+
+and, when the module asks for them, :class:`lightning_modules.schedule.TimeCosine`
+(the cosine schedule over the counted budget) and :class:`lightning_modules.ema.WeightEMA`
+(validation, checkpoints and evaluation on an EMA of the weights).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from matplotlib import colormaps
 from torch import Tensor
 
 from ablation.errors import AblationError
+from lightning_modules.ema import WeightEMA
+from lightning_modules.schedule import TimeCosine
 
 SAMPLES_PER_S = "train/samples_per_s"
 SEGMENTS_PER_S = "train/segments_per_s"
@@ -252,7 +258,11 @@ class ExampleLogger(Callback):
 
 
 def default_callbacks(
-    trainer: L.Trainer | None, example_every_n_epochs: int = 5, examples: int = 2
+    trainer: L.Trainer | None,
+    example_every_n_epochs: int = 5,
+    examples: int = 2,
+    scheduler: str = "constant",
+    ema_decay: float = 0.0,
 ) -> list[Callback]:
     """The callbacks a separation module adds to its Trainer.
 
@@ -260,6 +270,10 @@ def default_callbacks(
         trainer: the Trainer; ``LearningRateMonitor`` is added only when it has a logger.
         example_every_n_epochs: see :class:`ExampleLogger`.
         examples: items per example log.
+        scheduler: ``"cosine"`` adds :class:`TimeCosine`, unless the Trainer has one
+            configured already (with its own warm-up and floor).
+        ema_decay: above 0, validation, checkpoints and evaluation use an EMA of the
+            weights with this decay (:class:`WeightEMA`); 0 uses the weights as trained.
     """
     callbacks = [
         FiniteGuard(),
@@ -267,6 +281,11 @@ def default_callbacks(
         PeakMemory(),
         ExampleLogger(example_every_n_epochs, examples),
     ]
+    configured = trainer.callbacks if trainer is not None else []
+    if scheduler == "cosine" and not any(isinstance(c, TimeCosine) for c in configured):
+        callbacks.append(TimeCosine())
+    if ema_decay != 0.0:
+        callbacks.append(WeightEMA(ema_decay))
     if trainer is not None and trainer.loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     return callbacks

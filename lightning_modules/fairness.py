@@ -83,7 +83,7 @@ class FairnessRecord(Callback):
             "fingerprint_batches": len(self.digests),
             # per batch, so runs that stopped before 32 batches compare on what they share
             "batch_digests": [self.digests[index][:16] for index in sorted(self.digests)],
-            "data_seed": datamodule.hparams.seed,
+            "data_seed": datamodule.seed,
             "segment_seconds": segment / rate,
             "context_seconds": datamodule.context_samples / rate,
             "net_context_seconds": max(net.context_samples(segment), *net.reach_samples()) / rate,

@@ -9,24 +9,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-from ablation.constants import SAMPLE_RATE, SOURCES
+from ablation.constants import SAMPLE_RATE
 from ablation.nets import PRESETS
 from ablation.nets.spec_unet import InputMode, SpecOutput
 from ablation.nets.wave_unet import Downsampling, Growth, Padding, Upsampling, WaveOutput
-from lightning_modules.separation import Scheduler, SeparationModule
+from lightning_modules.separation import SeparationModule
 
 
 def net_config(
-    preset: str, sources: Sequence[str], channels: int, overrides: dict[str, Any]
+    preset: str,
+    sources: Sequence[str],
+    channels: int,
+    sample_rate: int,
+    overrides: dict[str, Any],
 ) -> dict[str, Any]:
     """``ablation.nets.build`` arguments: the preset, the overrides that are not None,
-    and the data's number of sources and channels."""
+    and the data's number of sources and channels; a 2-D net's STFT keeps the preset's
+    duration at the data's sample rate."""
     if preset not in PRESETS:
         raise ValueError(f"unknown net preset {preset!r}; valid presets: {sorted(PRESETS)}.")
     chosen = {name: value for name, value in overrides.items() if value is not None}
-    return {**PRESETS[preset], **chosen, "sources": len(sources), "channels": channels}
+    config = {**PRESETS[preset], **chosen, "sources": len(sources), "channels": channels}
+    if config["dimension"] == "2d":
+        return stft_for_rate(config, sample_rate, overrides)
+    return config
 
 
 def stft_for_rate(config: dict[str, Any], sample_rate: int, overrides: dict[str, Any]) -> dict:
@@ -47,6 +56,18 @@ def stft_for_rate(config: dict[str, Any], sample_rate: int, overrides: dict[str,
     if overrides.get("bins") is None:
         scaled["bins"] = min(config["bins"], scaled["n_fft"] // 2 + 1)
     return scaled
+
+
+def drop_saved_only(training: dict[str, Any]) -> None:
+    """Remove the hyper-parameters a checkpoint holds that are no arguments.
+
+    ``load_from_checkpoint`` passes every saved hyper-parameter to a constructor
+    that takes ``**kwargs``: the resolved ``net_config`` (rebuilt here from the
+    preset and overrides, as the CLI's resume does) and LightningCLI's ``_class_path``.
+    """
+    training.pop("net_config", None)
+    for key in [k for k in training if k.startswith("_")]:
+        del training[key]
 
 
 class WaveUNetModule(SeparationModule):
@@ -82,43 +103,16 @@ class WaveUNetModule(SeparationModule):
         upsampling: Upsampling | None = None,
         padding: Padding | None = None,
         output: WaveOutput | None = None,
-        # Data
-        sources: Sequence[str] = SOURCES,
-        channels: int = 2,
-        sample_rate: int = SAMPLE_RATE,
-        segment: float = 3.0,
-        # Loss
-        loss: str | dict[str, float] = "mse",
-        loss_weights: list[float] | str | None = None,
-        # Optimization
-        lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        scheduler: Scheduler = "constant",
-        plateau_patience: int = 5,
-        # Logging
-        example_every_n_epochs: int = 5,
-        examples: int = 2,
+        # Data, loss, optimization and logging: see SeparationModule
+        **training: Any,
     ):
         overrides = {
             "depth": depth, "filters": filters, "growth": growth, "down_kernel": down_kernel,
             "up_kernel": up_kernel, "downsampling": downsampling, "upsampling": upsampling,
             "padding": padding, "output": output,
         }  # fmt: skip
-        super().__init__(
-            net_config(preset, sources, channels, overrides),
-            sources=sources,
-            channels=channels,
-            sample_rate=sample_rate,
-            segment=segment,
-            loss=loss,
-            loss_weights=loss_weights,
-            lr=lr,
-            weight_decay=weight_decay,
-            scheduler=scheduler,
-            plateau_patience=plateau_patience,
-            example_every_n_epochs=example_every_n_epochs,
-            examples=examples,
-        )
+        drop_saved_only(training)
+        super().__init__(partial(net_config, preset, overrides=overrides), **training)
 
 
 class SpecUNetModule(SeparationModule):
@@ -159,43 +153,13 @@ class SpecUNetModule(SeparationModule):
         bins: int | None = None,
         input_mode: InputMode | None = None,
         output: SpecOutput | None = None,
-        # Data
-        sources: Sequence[str] = SOURCES,
-        channels: int = 2,
-        sample_rate: int = SAMPLE_RATE,
-        segment: float = 3.0,
-        # Loss
-        loss: str | dict[str, float] = "mse",
-        loss_weights: list[float] | str | None = None,
-        # Optimization
-        lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        scheduler: Scheduler = "constant",
-        plateau_patience: int = 5,
-        # Logging
-        example_every_n_epochs: int = 5,
-        examples: int = 2,
+        # Data, loss, optimization and logging: see SeparationModule
+        **training: Any,
     ):
         overrides = {
             "depth": depth, "filters": filters, "kernel_size": kernel_size, "dropout": dropout,
             "separate_unets": separate_unets, "n_fft": n_fft, "hop_length": hop_length,
             "bins": bins, "input_mode": input_mode, "output": output,
         }  # fmt: skip
-        config = stft_for_rate(
-            net_config(preset, sources, channels, overrides), sample_rate, overrides
-        )
-        super().__init__(
-            config,
-            sources=sources,
-            channels=channels,
-            sample_rate=sample_rate,
-            segment=segment,
-            loss=loss,
-            loss_weights=loss_weights,
-            lr=lr,
-            weight_decay=weight_decay,
-            scheduler=scheduler,
-            plateau_patience=plateau_patience,
-            example_every_n_epochs=example_every_n_epochs,
-            examples=examples,
-        )
+        drop_saved_only(training)
+        super().__init__(partial(net_config, preset, overrides=overrides), **training)

@@ -10,7 +10,7 @@ they are shown*, and those a resume is meant to change:
   ``trainer.default_root_dir``, ``ckpt_path``; ``data.root`` counts by the folder it
   resolves to, so another spelling of the same folder is the same data;
 - hardware and loading: ``trainer.accelerator|strategy|devices|num_nodes``,
-  ``data.num_workers|pin_memory`` (the data stream depends on neither);
+  ``data.num_workers|pin_memory|resident`` (the data stream depends on none);
 - logging and display: ``run.project``, ``trainer.logger|log_every_n_steps|profiler|
   enable_progress_bar|enable_model_summary|enable_checkpointing|enable_autolog_hparams|
   model_registry``, ``data.progress``, ``model.example_every_n_epochs|examples``;
@@ -37,7 +37,8 @@ IGNORED = frozenset(
     {
         "config", "ckpt_path", "weights_only",
         "run.dir", "run.sweep", "run.name", "run.project",
-        "data.cache_dir", "data.num_workers", "data.pin_memory", "data.progress",
+        "data.cache_dir", "data.num_workers", "data.pin_memory", "data.resident",
+        "data.progress",
         "model.example_every_n_epochs", "model.examples", "model.lr",
         *(f"trainer.{key}" for key in (
             "default_root_dir", "accelerator", "strategy", "devices", "num_nodes", "logger",

@@ -1,8 +1,8 @@
 """Records a run for W&B's dashboards and for ``make report``: its config at the start
-(dimension, depth, preset, loss, parameters, receptive field) and its final figures
-at the end (best ``val/sdr``, ``val/mse``, epochs and steps done inside the budget,
-training time, peak GPU memory, and the ``fairness`` record), named the same in W&B
-and in ``summary.json``."""
+(dimension, depth, preset, loss, scheduler, EMA decay, parameters, receptive field)
+and its final figures at the end (best ``val/sdr``, ``val/mse``, epochs and steps done
+inside the budget, training time, peak GPU memory, and the ``fairness`` record), named
+the same in W&B and in ``summary.json``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from ablation.constants import MONITOR, VAL_LOSS, VAL_MSE
 from ablation.files import write_json
 from ablation.runs import SUMMARY, WANDB_RUN
 from lightning_modules.budget import TrainingBudget
+from lightning_modules.ema import WeightEMA
 from lightning_modules.fairness import FairnessRecord
+from lightning_modules.schedule import TimeCosine
 
 
 def _find(trainer: L.Trainer, kind: type) -> Any:
@@ -30,6 +32,11 @@ def fairness_record(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[st
     budget, data = _find(trainer, TrainingBudget), _find(trainer, FairnessRecord)
     record = data.record(pl_module, trainer.datamodule) if data and trainer.datamodule else {}
     record.update(budget.record() if budget else {})
+    # What is evaluated (raw or EMA weights) and the rate's shape, where a run has them.
+    record["weights"] = "raw"
+    for kind in (WeightEMA, TimeCosine):
+        found = _find(trainer, kind)
+        record.update(found.record() if found else {})
     record["steps"] = trainer.global_step
     return record
 
@@ -42,6 +49,8 @@ def run_config(pl_module: L.LightningModule) -> dict[str, Any]:
         "depth": figures["depth"],
         "preset": pl_module.hparams.get("preset"),
         "loss": str(pl_module.hparams.get("loss")),
+        "scheduler": pl_module.hparams.get("scheduler"),
+        "ema_decay": pl_module.hparams.get("ema_decay", 0.0),
         "params": figures["parameters"],
         "receptive_field": figures["receptive_field"],
         "macs_per_second": figures["macs_per_second"],

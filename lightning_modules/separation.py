@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -32,6 +31,9 @@ from ablation.separate import separate
 from lightning_modules.callbacks import default_callbacks
 
 Scheduler = Literal["constant", "cosine", "plateau"]
+# A net's build config, or what makes it from the data's (sources, channels, sample
+# rate): each family's module passes the latter, so it names only its net's arguments.
+NetConfig = dict[str, Any] | Callable[[Sequence[str], int, int], dict[str, Any]]
 # Prefix of the figures of ``net.describe()`` among the logged hyper-parameters.
 NET_PREFIX = NET_ATTRIBUTE
 TEST = "test"
@@ -61,10 +63,11 @@ class SeparationModule(L.LightningModule):
     rebuilds the net without Lightning.
 
     Args:
-        net_config: what :func:`ablation.nets.build` builds the net from; its
-            number of sources must match ``sources``.
+        net_config: what :func:`ablation.nets.build` builds the net from (its
+            number of sources must match ``sources``), or a function of the data's
+            ``(sources, channels, sample_rate)`` returning it.
         sources: source names, in the order of the stems' sources axis.
-        channels: audio channels of the data, when given checked against the net's.
+        channels: audio channels of the data, checked against the net's.
         sample_rate: sample rate of the audio, in Hz.
         segment: length of the loss region of a batch item, in seconds (the
             default separation segment of the checkpoint); the context of a
@@ -75,10 +78,15 @@ class SeparationModule(L.LightningModule):
             or ``"balanced"``.
         lr: learning rate of AdamW.
         weight_decay: decoupled weight decay of AdamW.
-        scheduler: ``"constant"``; ``"cosine"`` annealing to zero over the run's
-            steps (needs max_epochs or max_steps); ``"plateau"``: halve the rate
-            when ``val/sdr`` stalls for ``plateau_patience`` validations.
+        scheduler: ``"constant"``; ``"cosine"``: linear warm-up, then cosine down to
+            its floor at the end of the counted training-time budget (or of
+            max_steps / max_epochs without one), see :mod:`lightning_modules.schedule`;
+            ``"plateau"``: halve the rate when ``val/sdr`` stalls for
+            ``plateau_patience`` validations.
         plateau_patience: validations without improvement before halving.
+        ema_decay: above 0, validation, checkpoints and evaluation use an exponential
+            moving average of the weights with this decay (e.g. 0.999), see
+            :mod:`lightning_modules.ema`; 0: the weights as trained.
         example_every_n_epochs: epochs between audio/spectrogram examples on W&B
             (0: never).
         examples: validation items per example log.
@@ -88,10 +96,10 @@ class SeparationModule(L.LightningModule):
 
     def __init__(
         self,
-        net_config: dict[str, Any],
+        net_config: NetConfig,
         # Data
         sources: Sequence[str] = SOURCES,
-        channels: int | None = None,
+        channels: int = 2,
         sample_rate: int = SAMPLE_RATE,
         segment: float = 3.0,
         # Loss
@@ -102,6 +110,7 @@ class SeparationModule(L.LightningModule):
         weight_decay: float = 0.0,
         scheduler: Scheduler = "constant",
         plateau_patience: int = 5,
+        ema_decay: float = 0.0,
         # Logging
         example_every_n_epochs: int = 5,
         examples: int = 2,
@@ -110,6 +119,8 @@ class SeparationModule(L.LightningModule):
         self.save_hyperparameters()
         self.sources = tuple(sources)
         self.segment_samples = round(segment * sample_rate)
+        if callable(net_config):
+            net_config = net_config(self.sources, channels, sample_rate)
         self.net = build(dict(net_config))
         self._check_net(channels)
         self.net.set_training_audio(self.sources, sample_rate, segment)
@@ -125,13 +136,13 @@ class SeparationModule(L.LightningModule):
         self.hparams.update(values)
         self._hparams_initial.update(values)
 
-    def _check_net(self, channels: int | None) -> None:
+    def _check_net(self, channels: int) -> None:
         if self.dimension is not None and self.net.dimension != self.dimension:
             raise ValueError(
                 f"{type(self).__name__} trains {self.dimension} nets, but the config builds a "
                 f"{self.net.dimension} net: pick a {self.dimension} preset or the other module."
             )
-        if channels is not None and self.net.channels != channels:
+        if self.net.channels != channels:
             raise ValueError(
                 f"the net takes {self.net.channels}-channel audio, the data has {channels} "
                 f"channels: build it with channels={channels}."
@@ -206,21 +217,9 @@ class SeparationModule(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "constant":
+        # TimeCosine (added in configure_callbacks) sets the cosine rate before each step.
+        if hp.scheduler in ("constant", "cosine"):
             return optimizer
-        if hp.scheduler == "cosine":
-            steps = self.trainer.estimated_stepping_batches
-            if not math.isfinite(steps):
-                raise ValueError(
-                    "scheduler='cosine' needs a known number of steps, but the Trainer has "
-                    "neither max_epochs nor max_steps (a time budget alone): set one of them, "
-                    "or use scheduler='plateau' or 'constant'."
-                )
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(steps))
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
-            }
         if hp.scheduler == "plateau":
             schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode=MONITOR_MODE, factor=0.5, patience=hp.plateau_patience
@@ -256,8 +255,9 @@ class SeparationModule(L.LightningModule):
 
     # ---- logging ------------------------------------------------------------------------
     def configure_callbacks(self) -> list[Callback]:
+        hp = self.hparams
         return default_callbacks(
-            self._trainer, self.hparams.example_every_n_epochs, self.hparams.examples
+            self._trainer, hp.example_every_n_epochs, hp.examples, hp.scheduler, hp.ema_decay
         )
 
     def on_fit_start(self) -> None:

@@ -51,10 +51,11 @@ def test_both_forms_give_identical_stems(musdb_sample, tmp_path):
 def test_loader_shapes_and_targets(toy_root, tmp_path):
     dm = make_dm(toy_root, tmp_path, targets="2stems")
     dm.setup("fit")
-    batch, positions = next(iter(dm.train_dataloader()))
+    raw = next(iter(dm.train_dataloader()))
+    assert raw[1] == [0, 1, 2, 3]  # stream positions travel with each training batch
+    batch = dm.on_after_batch_transfer(raw, 0)
     assert dm.sources == ("vocals", "accompaniment")
     assert batch.shape == (4, 2, 2, dm.segment_samples) and batch.dtype == torch.float32
-    assert positions == [0, 1, 2, 3]
     dm.setup("test")
     stems, names = next(iter(dm.test_dataloader()))
     assert stems.shape[:3] == (1, 2, 2) and names[0].startswith("toy000")
@@ -191,7 +192,7 @@ def test_augmentation_is_seeded_by_data_seed_and_position(toy_root, tmp_path):
 def test_worker_processes_map_the_cache(toy_root, tmp_path):
     dm = make_dm(toy_root, tmp_path, num_workers=2)
     dm.setup("fit")
-    batches = [stems for stems, _ in dm.train_dataloader()]
+    batches = [dm.on_after_batch_transfer(raw, 0) for raw in dm.train_dataloader()]
     assert len(batches) == 2 and all(b.abs().sum() > 0 for b in batches)  # 2 tracks x 4
 
 

@@ -269,7 +269,7 @@ def test_a_requeue_checkpoint_becomes_last_ckpt(ddp_run, tmp_path):
     import torch
 
     from ablation.checkpoint import checkpoint_step
-    from lightning_modules.cli import adopt_requeue_checkpoint
+    from lightning_modules.lightning_cli import adopt_requeue_checkpoint
 
     runs, _ = ddp_run
     source = next(runs.rglob("last.ckpt"))

@@ -17,14 +17,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from test_modules import SEGMENT, trainer
 
-from ablation.cli import main
+from ablation.cli import expand_cell, main
 from ablation.constants import MONITOR, MONITOR_MODE, TRAIN_LOSS
 from ablation.files import write_json
-from ablation.runs import expand_cell
 from datamodules import MUSDBDataModule
 from lightning_modules import WaveUNetModule
 from lightning_modules.callbacks import spectrogram_image
-from lightning_modules.cli import AblationCLI, RunCheckpoint
+from lightning_modules.lightning_cli import AblationCLI, RunCheckpoint
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = str(REPO / "sweeps" / "demo_base.yaml")

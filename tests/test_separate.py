@@ -16,6 +16,7 @@ from ablation.separate import (
     segment_starts,
     separate,
     separate_file,
+    separate_shifted,
 )
 
 SOURCES = ("drums", "bass", "other", "vocals")
@@ -191,3 +192,34 @@ def test_chunks_read_real_context_so_separation_has_no_seams():
     # without context every chunk edge sees zeros, and the seams show
     blind = separate(net, mixture, segment=1024, overlap=0.25, context=0)
     assert (blind - whole).abs().max() > 1e-3
+
+
+class WindowMean(ConstantGain):
+    """Adds the mean of the chunk it sees: its estimates depend on where chunks fall."""
+
+    sample_rate = 2000  # the shift trick's 0.5 s is 1000 samples
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        return super().forward(mixture) + mixture.mean((-1, -2))[:, None, None, None]
+
+
+def test_shifts_average_separations_of_the_song_delayed_by_seeded_offsets():
+    mixture = torch.randn(2, 5000, generator=torch.Generator().manual_seed(2))
+    aligned = ConstantGain()
+    aligned.sample_rate = WindowMean.sample_rate
+    torch.testing.assert_close(
+        separate_shifted(aligned, mixture, 800, shifts=3), expected_gain_output(mixture)
+    )
+    net = WindowMean()
+    delays = np.random.default_rng(7).integers(0, 1000, size=2)  # [0, 0.5 s) at 2 kHz
+    passes = []
+    for delay in delays.tolist():  # delay, separate, move back
+        delayed = torch.nn.functional.pad(mixture, (delay, 1000 - delay))
+        passes.append(separate(net, delayed, 800)[..., delay : delay + 5000])
+    shifted = separate_shifted(net, mixture, 800, shifts=2, seed=7)
+    torch.testing.assert_close(shifted, (passes[0] + passes[1]) / 2, rtol=0, atol=1e-5)
+    assert (shifted - separate(net, mixture, 800)).abs().max() > 1e-3
+    assert (shifted - separate_shifted(net, mixture, 800, shifts=2, seed=8)).abs().max() > 1e-4
+    torch.testing.assert_close(
+        separate_shifted(net, mixture, 800, shifts=0), separate(net, mixture, 800)
+    )

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR
-from ablation.runs import expand_cell, is_done, model_variants, parse_cell, run_name
+from ablation.runs import is_done, model_variants, parse_cell, run_name
 from ablation.sweep import SweepError, cell_run_dir, command, grid, load_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def test_main_grid_cells_and_budget():
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
 def test_every_run_command_parses_in_the_cli(path, tmp_path, monkeypatch):
-    from lightning_modules.cli import AblationCLI
+    from lightning_modules.lightning_cli import AblationCLI
 
     monkeypatch.chdir(REPO)
     config = load_sweep(path)
@@ -108,7 +109,12 @@ def test_cells_and_names():
         "--model.lr=1",
     ]
     assert (
-        run_name("2d", 5, 0, model_variants(["--model.input_mode=complex", "--model.filters=8"]))
+        run_name(
+            "2d",
+            5,
+            0,
+            model_variants(model_arguments(["--model.input_mode=complex", "--model.filters=8"])),
+        )
         == "2d-depth5-complex-filters8-seed0"
     )
     with pytest.raises(ValueError, match="expected '<1d|2d>-depth<N>'"):
@@ -269,7 +275,7 @@ def test_online_sweep_creates_sweep_and_one_agent_per_gpu(tmp_path, monkeypatch,
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     import torch
 
-    from lightning_modules.cli import AtomicCheckpointIO
+    from lightning_modules.lightning_cli import AtomicCheckpointIO
 
     io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"step": 1}, path)
@@ -285,3 +291,47 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=False) == {"step": 1}  # the previous one, whole
+
+
+def test_a_seeds_axis_runs_every_cell_at_every_seed_on_that_seeds_data(tmp_path, monkeypatch):
+    from ablation.sweep import with_seeds
+    from lightning_modules.lightning_cli import AblationCLI
+
+    monkeypatch.chdir(REPO)
+    demo = REPO / "sweeps" / "demo.yaml"
+    seeded = with_seeds(demo, 3, tmp_path)
+    assert seeded == tmp_path / "demo" / "sweep-seeds3.yaml"
+    config = load_sweep(seeded)
+    cells = grid(config)
+    plain = grid(load_sweep(demo))
+    assert len(cells) == 3 * len(plain) == 12
+    assert {(c["cell"], c["seed_everything"]) for c in cells} == {
+        (c["cell"], seed) for c in plain for seed in (0, 1, 2)
+    }
+    folders = {cell_run_dir(tmp_path, "demo", c).name for c in cells}
+    assert len(folders) == 12 and "2d-depth3-lr0.001-seed2" in folders
+    seed_two = next(c for c in cells if c["seed_everything"] == 2)
+    cli = AblationCLI(
+        expand_cell(command(config, seed_two)[4:] + [f"--run.dir={tmp_path}"]), run=False
+    )
+    assert cli.datamodule.seed == 2 and cli.config.data.seed == 2
+    chosen = AblationCLI(
+        expand_cell(command(config, seed_two)[4:] + [f"--run.dir={tmp_path}", "--data.seed=5"]),
+        run=False,
+    )
+    assert chosen.datamodule.seed == 5
+    with pytest.raises(SweepError, match="--seeds must be 1 or more"):
+        with_seeds(demo, 0, tmp_path)
+
+
+def test_make_sweep_seeds_submits_an_array_of_every_cell_at_every_seed(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "ablation", "sweep", "sweeps/demo.yaml", "--seeds", "2",
+         "--slurm", "--offline", "--dry-run", f"--runs-dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "batch script for 8 array tasks" in done.stdout
+    script = next((tmp_path / "demo" / "slurm").glob("*.sbatch")).read_text()
+    assert "#SBATCH --array=0-7" in script and "sweep-seeds2.yaml" in script

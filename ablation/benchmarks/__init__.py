@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "data": "data",
     "bsseval": "bsseval",
     "train": "train",
+    "ema": "ema",
 }
 
 

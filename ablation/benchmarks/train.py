@@ -7,6 +7,7 @@ and are timed side by side at each depth; the ratio is 2-D / 1-D segments/s.
 """
 
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +48,15 @@ def main(quick: bool = False) -> None:
 
 
 def segments_per_second(
-    net: nn.Module, seconds: float, warmup: int, steps: int, device: torch.device
+    net: nn.Module,
+    seconds: float,
+    warmup: int,
+    steps: int,
+    device: torch.device,
+    after_step: Callable[[], None] | None = None,
 ) -> float:
-    """Training segments per second of ``net`` on random data."""
+    """Training segments per second of ``net`` on random data; ``after_step`` runs after
+    each optimizer step, inside the timing (e.g. an EMA update)."""
     stems = 0.1 * torch.randn(BATCH, SOURCES, CHANNELS, int(seconds * SAMPLE_RATE), device=device)
     mixture = stems.sum(dim=1)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
@@ -62,6 +69,8 @@ def segments_per_second(
         loss = F.mse_loss(net(mixture), stems)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
     _synchronize(device)
     if not torch.isfinite(loss):
         raise RuntimeError(f"training loss became {loss.item()} for {net.describe()}")

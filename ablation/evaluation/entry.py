@@ -28,6 +28,7 @@ def evaluate_checkpoint(
     wandb_log: bool = True,
     progress: bool = True,
     targets: str | Sequence[str] | None = None,
+    shifts: int = 0,
 ) -> Path:
     """Evaluate a checkpoint or a baseline on a MUSDB18 subset with museval's v4 protocol.
 
@@ -52,6 +53,9 @@ def evaluate_checkpoint(
         targets: a baseline's targets, a name of ``TARGET_SETS`` (``"2stems"``),
             ``"all"`` or names; default the checkpoint's sources, else every stem of
             the data (MUSDB18's four).
+        shifts: Demucs' shift trick: average each separation over this many delays
+            of the song in [0, 0.5 s), the same seeded delays for every checkpoint;
+            0: one pass. Recorded in ``evaluation.json``.
 
     Returns:
         The output folder.
@@ -63,7 +67,7 @@ def evaluate_checkpoint(
     """
     device = default_device(device)
     cache.clear()  # a serial run reuses this process: forget earlier datasets
-    plan, names = prepare(ckpt, root, subset, out, baseline, metrics, device, targets)
+    plan, names = prepare(ckpt, root, subset, out, baseline, metrics, device, targets, shifts)
     pending = pending_tracks(plan, names)
     if pending:
         jobs = max(1, min(jobs or os.cpu_count() or 1, len(pending)))

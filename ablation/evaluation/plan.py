@@ -26,6 +26,7 @@ class Plan:
     segment: int | None  # samples (at net_rate) per segment: the checkpoint's training segment
     metrics: str
     device: str
+    shifts: int = 0  # Demucs' shift trick: separations averaged over this many delays
 
     def track_file(self, name: str) -> Path:
         """Per-track JSON, where museval's ``eval_mus_track`` puts it."""

@@ -30,7 +30,11 @@ from ablation.files import write_text
 from ablation.tracks import dataset_stems, detect_is_wav, list_tracks, require_ffmpeg
 
 # Manifest fields that make two evaluations different; tracks may grow between runs.
-_IDENTITY = ("checkpoint_sha1", "baseline", "root", "subset", "targets", "metrics", "sample_rate")
+_IDENTITY = (
+    "checkpoint_sha1", "baseline", "root", "subset", "targets", "metrics", "sample_rate", "shifts"
+)  # fmt: skip
+# What a manifest written before a field existed meant by its absence.
+_IDENTITY_DEFAULTS = {"shifts": 0}
 
 
 def _file_digest(path: Path) -> str:
@@ -59,14 +63,20 @@ def _checkpoint_targets(ckpt: Path, device: str) -> tuple[tuple[str, ...], int, 
 
 
 def default_out(
-    ckpt: str | None, baseline: str | None, subset: str, targets: Sequence[str] | None = None
+    ckpt: str | None,
+    baseline: str | None,
+    subset: str,
+    targets: Sequence[str] | None = None,
+    shifts: int = 0,
 ) -> Path:
-    """Beside the checkpoint (``<stem>-eval-<subset>``, ``<baseline>-eval-<subset>`` for
-    a baseline on a checkpoint's targets), or ``results/baselines/<baseline>-<subset>``
-    (``<baseline>-<targets>-<subset>`` for chosen targets)."""
+    """Beside the checkpoint (``<stem>-eval-<subset>``, ``-shifts<n>`` appended with the
+    shift trick, ``<baseline>-eval-<subset>`` for a baseline on a checkpoint's targets), or
+    ``results/baselines/<baseline>-<subset>`` (``<baseline>-<targets>-<subset>`` for
+    chosen targets)."""
     if ckpt is not None:
         path = Path(ckpt)
-        return path.with_name(f"{baseline or path.stem}-eval-{subset}")
+        shifted = f"-shifts{shifts}" if shifts and baseline is None else ""
+        return path.with_name(f"{baseline or path.stem}-eval-{subset}{shifted}")
     chosen = "".join(f"-{t}" for t in targets or ())
     return Path("results") / "baselines" / f"{baseline}{chosen}-{subset}"
 
@@ -99,6 +109,7 @@ def _manifest(plan: Plan, ckpt_digest: str | None, tracks: Sequence[str]) -> dic
         "targets": list(scored_targets(plan.groups)),
         "scored_together": [asdict(g) for g in plan.groups],
         "metrics": plan.metrics,
+        "shifts": plan.shifts,
         "sample_rate": plan.sample_rate,
         "win_seconds": WIN_SECONDS,
         "hop_seconds": HOP_SECONDS,
@@ -110,7 +121,7 @@ def _claim_out(out: Path, manifest: dict) -> None:
     path = out / EVALUATION_MANIFEST
     if path.exists():
         old = json.loads(path.read_text())
-        differs = [k for k in _IDENTITY if old.get(k) != manifest[k]]
+        differs = [k for k in _IDENTITY if old.get(k, _IDENTITY_DEFAULTS.get(k)) != manifest[k]]
         if differs:
             found = ", ".join(f"{k}={old.get(k)!r}" for k in differs)
             raise EvaluationError(
@@ -137,8 +148,15 @@ def prepare(
     metrics: str,
     device: str,
     targets: str | Sequence[str] | None = None,
+    shifts: int = 0,
 ) -> tuple[Plan, list[str]]:
     """Check the request and the data, claim the output folder, return the plan and tracks."""
+    if shifts < 0 or (shifts and (ckpt is None or baseline is not None)):
+        raise EvaluationError(
+            f"shifts average a checkpoint's separations over random delays: expected 0 or "
+            f"more with a checkpoint and no baseline, got SHIFTS={shifts}"
+            f"{' with BASELINE=' + baseline if baseline else ''}. Drop SHIFTS or the baseline."
+        )
     if baseline is not None and baseline not in BASELINES:
         raise EvaluationError(f"unknown baseline {baseline!r}: expected one of {BASELINES}.")
     if metrics not in BACKENDS:
@@ -163,7 +181,7 @@ def prepare(
         root=str(Path(root).resolve()),
         is_wav=is_wav,
         subset=subset,
-        out=str(Path(out or default_out(ckpt, baseline, subset, chosen)).resolve()),
+        out=str(Path(out or default_out(ckpt, baseline, subset, chosen, shifts)).resolve()),
         ckpt=ckpt,
         baseline=baseline,
         sources=tuple(sources),
@@ -174,6 +192,7 @@ def prepare(
         segment=segment,
         metrics=metrics,
         device=device,
+        shifts=shifts,
     )
     names = [t.name for t in tracks]
     _claim_out(Path(plan.out), _manifest(plan, digest, names))

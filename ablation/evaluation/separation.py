@@ -26,13 +26,13 @@ def load_net(ckpt: str, device: str) -> torch.nn.Module:
 def separate_track(plan: Plan, mixture: np.ndarray) -> dict[str, np.ndarray]:
     """Separate ``mixture`` ``(samples, channels)`` at the dataset's rate with the plan's
     checkpoint; return ``{source: (samples, channels)}`` float64 at the dataset's rate."""
-    from ablation.separate import separate
+    from ablation.separate import separate_shifted
 
     net = load_net(plan.ckpt, plan.device)
     with torch.inference_mode():
         mix = torch.as_tensor(mixture.T, dtype=torch.float32)
         resampled = resample(mix, plan.sample_rate, plan.net_rate, None)
-        estimates = separate(net, resampled, segment=plan.segment, device=plan.device)
+        estimates = separate_shifted(net, resampled, plan.segment, plan.shifts, device=plan.device)
         estimates = resample(estimates, plan.net_rate, plan.sample_rate, mix.shape[-1])
     assert estimates.shape == (len(plan.sources), *mix.shape), (estimates.shape, mix.shape)
     return {name: estimates[i].T.double().cpu().numpy() for i, name in enumerate(plan.sources)}

@@ -29,7 +29,7 @@ from ablation.report.listening import write_listening
 from ablation.report.markdown import write_report
 from ablation.report.plots import plot_all
 from ablation.report.runs import Run, checkpoint_file, read_run
-from ablation.report.significance import per_track_sdr, wilcoxon_pairs
+from ablation.report.significance import per_track_sdr, seed_pairs, wilcoxon_pairs
 from ablation.report.tables import runs_table, scores_table, targets
 from ablation.report.wandb_log import log_report
 
@@ -45,7 +45,8 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
         runs: run folders (``runs/<sweep>/<run>``), or evaluation folders of
             baselines (any folder holding ``evaluation.json``).
         out: folder for ``report.md``, ``runs.csv``, ``configurations.csv``,
-            ``significance.csv``, ``tracks.csv``, ``scores.csv``, ``fairness.csv``, the
+            ``significance.csv``, ``significance_seeds.csv``, ``tracks.csv``,
+            ``scores.csv``, ``fairness.csv``, the
             PNG plots, ``index.html`` and the listening excerpts in ``listen/``.
         name: title of the report (the sweep name).
         wandb_log: also log the tables and plots to a new W&B run ``report-<name>``
@@ -73,15 +74,18 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
     tracks = per_track_sdr(run_list, baselines)
     models = list(dict.fromkeys(r.configuration for r in run_list if r.evaluation))
     pairs = wilcoxon_pairs(tracks[tracks.configuration.isin(models)], models)
+    seeds = {r.name: r.seed for r in run_list}
+    over_seeds = seed_pairs(tracks, seeds, models)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "runs.csv", table, index=False)
     _write_csv(out / "configurations.csv", configurations)
     _write_csv(out / "significance.csv", pairs, index=False)
+    _write_csv(out / "significance_seeds.csv", over_seeds, index=False)
     _write_csv(out / "tracks.csv", tracks, index=False)
     _write_csv(out / "scores.csv", scores)
     plots = plot_all(run_list, table, tracks, models + [b.label for b in baselines], out)
     records = {r.name: read_fairness(r.folder) for r in run_list}
-    fairness, problems = fairness_table(records), fairness_problems(records)
+    fairness, problems = fairness_table(records), fairness_problems(records, seeds)
     _write_csv(out / "fairness.csv", fairness, index_label="run")
     fairness_section = fairness_markdown(fairness, problems)
     print(f"Fairness of {name}:\n{fairness_section}")
@@ -90,7 +94,9 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
         for r in run_list
         if r.evaluation is None
     ]
-    report = write_report(out, name, table, configurations, pairs, plots, missing, fairness_section)
+    report = write_report(
+        out, name, table, configurations, pairs, plots, missing, fairness_section, over_seeds
+    )
     excerpts, note = _listen(run_list, out)
     labels = [b.label for b in baselines]
     page = Page(name, table, configurations, labels, scored, scores, pairs, fairness, problems)

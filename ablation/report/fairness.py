@@ -28,12 +28,17 @@ SHARED = {
     "segment_seconds": "segment (s)",
     "data_seed": "data seed",
 }
+# Of those, what runs share only with the runs of their own seed: seed k of every cell
+# trains on data stream k.
+PER_SEED = ("data_fingerprint", "data_seed")
 # Shown beside them: what each run did with the shared setting.
 SHOWN = {
     "train_seconds": "trained (s)",
     "excluded_seconds": "excluded (s)",
     "steps": "steps",
     "real_context_fraction": "real context",
+    "weights": "weights",  # raw or an EMA of them
+    "lr_schedule": "lr schedule",
 }
 
 
@@ -51,9 +56,13 @@ def fairness_table(records: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(columns.values()))
 
 
-def fairness_problems(records: dict[str, dict[str, Any]]) -> list[str]:
+def fairness_problems(
+    records: dict[str, dict[str, Any]], seeds: dict[str, Any] | None = None
+) -> list[str]:
     """One line per run and shared setting where the run differs from the majority,
-    or has no fairness record at all."""
+    or has no fairness record at all. With ``seeds`` (each run's seed), the data
+    (:data:`PER_SEED`) is compared among the runs of one seed only."""
+    seeds = seeds or {}
     problems = [
         f"{run}: no fairness record (summary.json without 'fairness': trained before "
         f"records existed or not finished)"
@@ -63,17 +72,31 @@ def fairness_problems(records: dict[str, dict[str, Any]]) -> list[str]:
     recorded = {run: rec for run, rec in records.items() if rec}
     shared = _common_batches(recorded.values())
     for key, label in SHARED.items():
-        values = Counter(_comparable(rec, key, shared) for rec in recorded.values())
-        if len(values) < 2:
-            continue
-        majority = values.most_common(1)[0][0]
-        problems += [
-            f"{run}: {label} {_shown(_comparable(rec, key, shared))} differs from the other "
-            f"runs' {_shown(majority)}"
-            for run, rec in recorded.items()
-            if _comparable(rec, key, shared) != majority
-        ]
+        group = (lambda run: seeds.get(run)) if key in PER_SEED else (lambda run: None)
+        for members in _groups(recorded, group).values():
+            problems += _differing(members, key, label, shared)
     return problems
+
+
+def _groups(recorded: dict[str, dict], key) -> dict[Any, dict[str, dict]]:
+    groups: dict[Any, dict[str, dict]] = {}
+    for run, rec in recorded.items():
+        groups.setdefault(key(run), {})[run] = rec
+    return groups
+
+
+def _differing(recorded: dict[str, dict], key: str, label: str, shared: int | None) -> list:
+    """The runs whose ``key`` differs from the majority of ``recorded``."""
+    values = Counter(_comparable(rec, key, shared) for rec in recorded.values())
+    if len(values) < 2:
+        return []
+    majority = values.most_common(1)[0][0]
+    return [
+        f"{run}: {label} {_shown(_comparable(rec, key, shared))} differs from the other "
+        f"runs' {_shown(majority)}"
+        for run, rec in recorded.items()
+        if _comparable(rec, key, shared) != majority
+    ]
 
 
 def fairness_markdown(fairness: pd.DataFrame, problems: list[str]) -> str:
@@ -81,7 +104,10 @@ def fairness_markdown(fairness: pd.DataFrame, problems: list[str]) -> str:
     verdict = (
         ["**Not comparable as they stand:**", "", *(f"- {p}" for p in problems)]
         if problems
-        else ["All runs share the data fingerprint, data seed, segment, context and budget."]
+        else [
+            "All runs share segment, context and budget, and the runs of each seed share "
+            "the data fingerprint and data seed."
+        ]
     )
     return "\n".join([*verdict, "", markdown_table(fairness_readable(fairness))])
 

@@ -206,7 +206,8 @@ def _fairness(fairness: pd.DataFrame, problems: list[str]) -> str:
     verdict = (
         "<ul>" + "".join(f"<li class=bad>{escape(p)}</li>" for p in problems) + "</ul>"
         if problems
-        else "<p>All runs share the data fingerprint, data seed, segment, context and budget.</p>"
+        else "<p>All runs share segment, context and budget, and the runs of each seed share "
+        "the data fingerprint and data seed.</p>"
     )
     return verdict + html_table(shown, bad, mark="bad", row_class=rows, table_id="fairness")
 

@@ -25,6 +25,7 @@ def write_report(
     plots: list[Path],
     missing: list[str],
     fairness: str = "",
+    over_seeds: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``report.md`` (tables, fairness, significance, plots) beside the CSVs."""
     lines = [
@@ -51,6 +52,9 @@ def write_report(
         _significance_markdown(pairs),
         "",
     ]
+    if over_seeds is not None and not over_seeds.empty:
+        lines += ["## Significance over seeds: paired t-test, seed k against seed k", ""]
+        lines += [_seeds_markdown(over_seeds), ""]
     if missing:
         lines += ["## Not evaluated", "", *(f"- {m}" for m in missing), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
@@ -163,3 +167,21 @@ def _significance_markdown(pairs: pd.DataFrame) -> str:
         "p-values corrected over all pairs and targets (Benjamini-Hochberg):\n\n"
         f"{corrected}\n\n{effects}"
     )
+
+
+def _seeds_markdown(over_seeds: pd.DataFrame) -> str:
+    """Mean difference a - b over matched seeds (± std) and the corrected p, per target."""
+    shown = over_seeds.assign(
+        cell=[
+            f"{fmt(m, True)} ± {fmt(sd, True)} (p BH {fmt(p)})"
+            for m, sd, p in zip(
+                over_seeds["mean difference"], over_seeds["std difference"],
+                over_seeds["p BH"], strict=True,
+            )
+        ]
+    )  # fmt: skip
+    wide = shown.pivot_table(index=["a", "b"], columns="target", values="cell", aggfunc="first")
+    seeds = over_seeds.groupby(["a", "b"], sort=False).seeds.max()
+    wide.index = [f"{a} vs {b} (n={seeds[a, b]} seeds)" for a, b in wide.index]
+    wide.index.name = "pair: mean a - b in dB over seeds ± std (p corrected, Benjamini-Hochberg)"
+    return markdown_table(wide[in_target_order(wide)])

@@ -52,3 +52,24 @@ def test_fairness_section_names_the_run_that_differs(tmp_path, capsys):
     (folders[-1] / "summary.json").write_text(json.dumps({**summary, "fairness": fair}))
     text = build_report(folders, tmp_path / "out4", "depths", wandb_log=False).read_text()
     assert "1d-depth3-seed0: data fingerprint (batches ffffffffffffffff" in text
+
+
+def test_runs_share_their_data_with_the_runs_of_their_own_seed():
+    from ablation.report.fairness import fairness_problems
+
+    base = {"budget_seconds": 90.0, "context_seconds": 0.9, "segment_seconds": 1.0}
+    stream = {0: {"data_fingerprint": "a" * 64, "data_seed": 0},
+              1: {"data_fingerprint": "b" * 64, "data_seed": 1}}  # fmt: skip
+    runs = {
+        f"{cell}-seed{s}": s for cell in ("1d-depth2", "1d-depth3", "2d-depth2") for s in (0, 1)
+    }
+    records = {run: {**base, **stream[seed]} for run, seed in runs.items()}
+    assert fairness_problems(records, runs) == []
+    # without the seeds, seed 1's stream looks like other data
+    assert len(fairness_problems(records, {})) == 6  # fingerprint and data seed, 3 runs each
+    records["2d-depth2-seed1"] = {**records["2d-depth2-seed1"], "data_fingerprint": "c" * 64}
+    records["1d-depth3-seed0"] = {**records["1d-depth3-seed0"], "budget_seconds": 60.0}
+    problems = fairness_problems(records, runs)
+    assert len(problems) == 2
+    assert problems[0].startswith("2d-depth2-seed1: data fingerprint 'cccc")
+    assert problems[1].startswith("1d-depth3-seed0: budget (s) 60.0")

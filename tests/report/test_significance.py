@@ -73,3 +73,49 @@ def test_too_few_tracks_are_said_instead_of_p_values():
     assert (
         too_few_tracks(wilcoxon_pairs(constructed_tracks(8, {"a": 0, "b": 1}), ["a", "b"])) is None
     )
+
+
+def test_the_test_over_seeds_pairs_seed_k_with_seed_k_as_scipy_does():
+    from scipy.stats import ttest_rel
+
+    from ablation.report.significance import seed_pairs
+
+    rng = np.random.default_rng(5)
+    rows, seeds = [], {}
+    for name, shift in {"a": 0.0, "b": 0.8, "c": 0.05}.items():
+        for seed in range(3):
+            run = f"{name}-seed{seed}"
+            seeds[run] = seed
+            for k in range(4):
+                sdr = 4.0 + shift + 0.3 * seed + rng.normal(0, 0.1)  # seed k shared by all
+                rows.append((name, run, f"t{k}", "vocals", sdr))
+    rows.append(("a", "a-seed0", "t9", "vocals", 40.0))  # a track only "a" scored: left out
+    tracks = pd.DataFrame(rows, columns=["configuration", "run", "track", "target", "SDR"])
+    pairs = seed_pairs(tracks, seeds, ["a", "b", "c"])
+    assert len(pairs) == 3 and (pairs.seeds == 3).all()
+    raw = []
+    for row in pairs.itertuples():
+        per_seed = [
+            [np.mean([r[4] for r in rows if r[0] == c and seeds[r[1]] == s and r[2] != "t9"])
+             for s in range(3)]
+            for c in (row.a, row.b)
+        ]  # fmt: skip
+        raw.append(ttest_rel(*per_seed).pvalue)
+        assert row.p == pytest.approx(raw[-1])
+        assert row._5 == pytest.approx(np.mean(np.subtract(*per_seed)))
+    np.testing.assert_allclose(pairs["p BH"], false_discovery_control(np.array(raw)))
+    from ablation.report.markdown import _seeds_markdown
+
+    shown = _seeds_markdown(pairs)
+    a_b = pairs[pairs.b == "b"].iloc[0]
+    assert "a vs b (n=3 seeds)" in shown and f"{a_b['mean difference']:.2f} ± " in shown
+    one_seed = tracks[tracks.run.str.endswith("seed0")]
+    assert seed_pairs(one_seed, seeds, ["a", "b"]).empty
+
+
+def test_the_report_tests_over_seeds_only_where_pairs_share_two_seeds(report):
+    path, _ = report
+    over_seeds = pd.read_csv(path.parent / "significance_seeds.csv")
+    # depth 3 has seed 0 alone: no pair shares two seeds, so no test and no section
+    assert list(over_seeds.columns[:4]) == ["a", "b", "target", "seeds"] and over_seeds.empty
+    assert "Significance over seeds" not in path.read_text()

@@ -1,7 +1,7 @@
 """LightningCLI of the suite: ``ablation fit|validate|test``.
 
 Both families are subclasses of :class:`SeparationModule` chosen with
-``--model=WaveUNetModule`` (or ``--cell=1d-depth6``, see :func:`ablation.runs.expand_cell`);
+``--model=WaveUNetModule`` (or ``--cell=1d-depth6``, see :func:`ablation.cli.expand_cell`);
 the one :class:`MUSDBDataModule` feeds both, its sources, channels, sample rate and
 segment are linked into the model. Every run writes into its own folder
 ``<run.dir>/<run.sweep>/<run-name>/`` (see :mod:`ablation.runs`), logs to W&B
@@ -35,12 +35,12 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from ablation.checkpoint import checkpoint_step, read_checkpoint
+from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.files import TMP_SUFFIX
 from ablation.runs import (
     LAST,
     WANDB_RUN,
-    expand_cell,
     is_done,
     last_checkpoint,
     model_variants,
@@ -225,6 +225,14 @@ class AblationCLI(LightningCLI):
         for name in ("channels", "sample_rate", "segment"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}")
 
+    def before_instantiate_classes(self) -> None:
+        # One data stream per seed: seed k of every cell trains on data seed k (a seeds
+        # axis varies seed_everything alone), unless --data.seed says otherwise.
+        config = self.run_config
+        if config.data.seed is None:
+            seed = config.seed_everything
+            config.data.seed = 0 if isinstance(seed, bool) or seed is None else int(seed)
+
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path``: the checkpoint's module class and net arguments override the
         config (its weights fit no other net); data, loss and optimization stay as
@@ -252,7 +260,7 @@ class AblationCLI(LightningCLI):
         config = self.run_config
         dimension, depth = self._cell()
         name = config.run.name or run_name(
-            dimension, depth, config.seed_everything, model_variants(self.argv)
+            dimension, depth, config.seed_everything, model_variants(model_arguments(self.argv))
         )
         return Path(config.run.dir) / config.run.sweep / name, name, config.run.sweep
 
