@@ -13,17 +13,27 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ablation.constants import SOURCES
+from ablation.constants import ALL_STEMS, SOURCES
 from ablation.files import read_json
+from ablation.report.tables import own_targets
 from ablation.runs import SUMMARY, last_checkpoint
+from ablation.tracks import dataset_stems, list_tracks
+from datamodules.toy import make_toy_dataset, toy_recipe
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
-TOY = dict(n_train=8, n_test=3, duration=8.0)
+# 8 test tracks, so that a Wilcoxon test of two configurations can reach p < 0.05 (the
+# smallest p of 8 paired tracks is 0.0078); 3 s each, so that the demo evaluates as
+# much audio as with its former 3 test tracks of 8 s.
+TOY = dict(n_train=8, n_test=8, duration=8.0, test_duration=3.0)
+# The folder names of the toy generator, for toy datasets written before it kept a recipe.
+TOY_TRACK = re.compile(r"toy\d{3} - (train|test) song \d+")
 
 
 def sdr_by_target(eval_dir: Path) -> dict[str, float]:
@@ -65,7 +75,7 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
         ckpt = summary.get("best_checkpoint") or last_checkpoint(run_dir)
         scores = evaluate(ckpt, None)  # beside the checkpoint, where `make report` looks
         # the mean is over the net's sources; a derived accompaniment is shown, not averaged
-        targets = [t for t in scores if t in SOURCES]
+        targets = own_targets(scores)
         rows.append(
             {
                 "run": run_dir.name,
@@ -100,6 +110,30 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _stale_toy(root: Path) -> bool:
+    """True for a toy dataset written with other arguments than :data:`TOY` (or before the
+    generator recorded them); False for the demo's toy dataset and for any other data."""
+    recipe = toy_recipe(root)
+    if recipe is not None:
+        return {k: recipe.get(k) for k in TOY} != TOY
+    tracks = [p for subset in ("train", "test") for p in (root / subset).glob("*")]
+    return bool(tracks) and all(TOY_TRACK.fullmatch(p.name) for p in tracks)
+
+
+def _data_args(root: Path) -> list[str]:
+    """The demo's data arguments: the root, and every stem as a target when the data's
+    stems are not MUSDB18's (``sweeps/demo_base.yaml`` asks for MUSDB18's four)."""
+    stems = dataset_stems(list_tracks(root, "train"))
+    return [f"--data.root={root}", *([f"--data.targets={ALL_STEMS}"] if stems != SOURCES else [])]
+
+
+def significance_section(markdown: str) -> str:
+    """The significance section of ``report.md``: its heading up to the next heading or plot."""
+    start = markdown.index("## Significance")
+    ends = [markdown.find(mark, start + 3) for mark in ("\n## ", "\n![")]
+    return markdown[start : min([e for e in ends if e > 0] or [len(markdown)])].strip()
+
+
 def run_demo(
     root: str = "data/toy",
     runs_dir: str = "runs",
@@ -108,14 +142,21 @@ def run_demo(
 ) -> list[dict]:
     """Toy data (generated once), the demo sweep, evaluation, table. Returns the rows."""
     from ablation.sweep import load_sweep, run_offline, sweep_name
-    from datamodules.toy import make_toy_dataset
 
     start = time.time()
     root_path = Path(root)
+    name = sweep_name(DEMO_SWEEP, load_sweep(DEMO_SWEEP))
     if not root_path.exists():
         make_toy_dataset(root_path, **TOY)
-    outcome = run_offline(DEMO_SWEEP, runs_dir=runs_dir, extra_args=[f"--data.root={root}"])
-    name = sweep_name(DEMO_SWEEP, load_sweep(DEMO_SWEEP))
+    elif _stale_toy(root_path):
+        # results of the older data would be skipped as done and mixed with the new ones
+        stale = [root_path / "train", root_path / "test", Path(runs_dir) / name, Path(out)]
+        print(f"the toy dataset in {root} is not the demo's {TOY}: writing it again; removing")
+        print(f"the demo's results of the older one: {', '.join(map(str, stale[2:]))}")
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        make_toy_dataset(root_path, **TOY)
+    outcome = run_offline(DEMO_SWEEP, runs_dir=runs_dir, extra_args=_data_args(root_path))
     rows = evaluate_runs(Path(runs_dir) / name, root_path, Path(out), jobs)
     write_table(rows, Path(out) / "table.csv")
     from ablation.report import build_report
@@ -130,6 +171,7 @@ def run_demo(
     print("\nSDR in dB (museval v4: median over 1 s frames, then over the toy test tracks);")
     print("sdr_mean beats gain_sdr_mean only if a net separates, not just turns the volume down:\n")
     print(format_table(rows))
+    print(f"\n{significance_section(report.read_text())}")
     print(
         f"\nwritten to {out}/table.csv, report in {report}; runs in {runs_dir}/{name}/; "
         f"{time.time() - start:.0f} s in all"

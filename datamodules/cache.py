@@ -1,9 +1,9 @@
-"""Decode-once cache: one memory-mappable ``.npy`` per track holding all four stems.
+"""Decode-once cache: one memory-mappable ``.npy`` per track holding all its stems.
 
 The first use decodes every track once; later runs and every worker process
 memory-map the arrays, so random segments cost a memory copy, not an ffmpeg call.
 An entry is trusted only if its sidecar JSON matches the cache key (source root,
-sample rate, channels), the source files' fingerprint and the array's shape; both
+sample rate, channels, stem names), the source files' fingerprint and the array's shape; both
 files are written to a temporary name and renamed, so an interrupted build never
 leaves a half-written entry that a later run would trust.
 """
@@ -22,10 +22,12 @@ from tqdm.auto import tqdm
 from ablation.constants import SOURCES
 from ablation.files import atomic_write
 from ablation.tracks import DataError, TrackRef, decode_track
+from ablation.tracks.layout import stem_mismatch
 
 # 2: entries are checked on the way in (non-finite, empty, truncated, silent); an entry
 # of an earlier version may hold a truncated file's silence, so it is decoded again.
-FORMAT_VERSION = 2
+# 3: the key names the stems (any dataset's, not only MUSDB18's four).
+FORMAT_VERSION = 3
 
 
 def default_cache_dir() -> Path:
@@ -44,13 +46,22 @@ class TrackCache:
         root: the dataset root the tracks come from (part of the key).
         sample_rate: rate the stems are stored at (part of the key).
         channels: channel count stored (part of the key).
+        stems: the dataset's stem names, the order of an entry's first axis (part of the key).
     """
 
-    def __init__(self, cache_dir: str | Path, root: str | Path, sample_rate: int, channels: int):
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        root: str | Path,
+        sample_rate: int,
+        channels: int,
+        stems: tuple[str, ...] = SOURCES,
+    ):
         self.key = {
             "root": str(Path(root).resolve()),
             "sample_rate": int(sample_rate),
             "channels": int(channels),
+            "stems": list(stems),
             "format": FORMAT_VERSION,
         }
         digest = hashlib.sha1(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:16]
@@ -83,13 +94,22 @@ class TrackCache:
         except (OSError, ValueError):
             return None
         expected = {**self.key, "fingerprint": track.fingerprint(), "shape": list(array.shape)}
-        valid_shape = array.ndim == 3 and array.shape[:2] == (len(SOURCES), self.key["channels"])
+        valid_shape = array.ndim == 3 and array.shape[:2] == (
+            len(self.key["stems"]),
+            self.key["channels"],
+        )
         if meta != expected or not valid_shape or array.dtype != np.float32:
             return None
         return array
 
     def build(self, track: TrackRef) -> np.ndarray:
-        """Decode ``track`` and write its entry atomically; returns the memory map."""
+        """Decode ``track`` and write its entry atomically; returns the memory map.
+
+        Raises:
+            StemMismatchError: when the track's stems are not the cache's.
+        """
+        if list(track.stems) != self.key["stems"]:
+            raise stem_mismatch(track, tuple(self.key["stems"]), f"the cache {self.dir}")
         audio = decode_track(track, self.key["sample_rate"], self.key["channels"])
         array_path, meta_path = self.paths(track)
         array_path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,26 +11,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ablation.constants import ACCOMPANIMENT, SOURCES, target_names
+from ablation.constants import ALL_STEMS, SOURCES, target_members, target_names
 from ablation.tracks import DataError
 
-DERIVED = {"accompaniment": ACCOMPANIMENT}
 REST = "rest"
 
 
-def resolve_targets(targets: str | Sequence[str]) -> tuple[str, ...]:
+def resolve_targets(
+    targets: str | Sequence[str], stems: tuple[str, ...] = SOURCES
+) -> tuple[str, ...]:
     """Turn the ``targets`` argument into the tuple of source names the nets output.
 
-    ``"4stems"`` (drums, bass, other, vocals), ``"2stems"`` (vocals, accompaniment)
-    or any list of ``drums, bass, other, vocals, accompaniment``. A list that does
-    not cover all four stems gets a last source ``rest`` (the sum of the others),
-    so the mixture stays the sum of the targets.
+    ``"4stems"`` (drums, bass, other, vocals), ``"2stems"`` (vocals, accompaniment),
+    ``"all"`` (every stem of the dataset) or any list of the dataset's ``stems`` and
+    ``accompaniment`` (every stem but the vocals). A list that does not cover every
+    stem gets a last source ``rest`` (the sum of the others), so the mixture stays
+    the sum of the targets.
     """
-    try:
-        targets = target_names(targets)
-    except ValueError as err:
-        raise DataError(f"{err} Sources: {[*SOURCES, *DERIVED]}.") from err
-    matrix = mixing_matrix(targets)
+    targets = check_target_set(targets, stems)
+    matrix = mixing_matrix(targets, stems)
     if (matrix.sum(0) > 1).any():
         raise DataError(
             f"targets {list(targets)} overlap (a stem would be counted twice): expected "
@@ -39,20 +38,41 @@ def resolve_targets(targets: str | Sequence[str]) -> tuple[str, ...]:
     return targets + ((REST,) if (matrix.sum(0) == 0).any() else ())
 
 
-def mixing_matrix(targets: Sequence[str]) -> np.ndarray:
-    """``(len(targets), 4)`` 0/1 matrix: which cached stems sum into each target."""
+def check_target_set(
+    targets: str | Sequence[str], stems: tuple[str, ...] = SOURCES
+) -> tuple[str, ...]:
+    """The target names of ``targets`` (see :func:`ablation.constants.target_names`).
+
+    Raises:
+        DataError: for an unknown target-set name; checked before any file is read.
+    """
+    try:
+        return target_names(targets, stems)
+    except ValueError as err:
+        raise DataError(f"{err} Sources: {_choices(stems)}.") from err
+
+
+def _choices(stems: tuple[str, ...]) -> list[str]:
+    """The targets a dataset with ``stems`` offers."""
+    derived = target_members("accompaniment", stems) != ("accompaniment",)
+    return [*stems, *(["accompaniment"] if derived else [])]
+
+
+def mixing_matrix(targets: Sequence[str], stems: tuple[str, ...] = SOURCES) -> np.ndarray:
+    """``(len(targets), len(stems))`` 0/1 matrix: which cached stems sum into each target."""
     rows = []
     for name in targets:
         if name == REST:
-            rows.append(1 - np.array(rows).sum(0) if rows else np.ones(len(SOURCES)))
+            rows.append(1 - np.array(rows).sum(0) if rows else np.ones(len(stems)))
             continue
-        members = DERIVED.get(name, (name,))
-        unknown = set(members) - set(SOURCES)
+        members = target_members(name, stems)
+        unknown = set(members) - set(stems)
         if unknown:
             raise DataError(
-                f"unknown target {name!r}: expected sources from {[*SOURCES, *DERIVED]}."
+                f"unknown target {name!r}: expected sources from {_choices(stems)}, the "
+                f"stems of this dataset. Pass --data.targets={ALL_STEMS} or a list of them."
             )
-        rows.append(np.array([float(s in members) for s in SOURCES]))
+        rows.append(np.array([float(s in members) for s in stems]))
     return np.stack(rows).astype(np.float32)
 
 
@@ -63,8 +83,9 @@ class CachedArrays:
     DataLoader workers; each worker maps the files itself.
     """
 
-    def __init__(self, paths: Sequence[Path]):
+    def __init__(self, paths: Sequence[Path], stems: tuple[str, ...] = SOURCES):
         self.paths = list(paths)
+        self.stems = tuple(stems)  # the names along each array's first axis
         shapes = [np.load(p, mmap_mode="r").shape for p in self.paths]
         self.lengths = [int(shape[-1]) for shape in shapes]
         self.channels = int(shapes[0][1]) if shapes else 0
@@ -114,7 +135,7 @@ class _StemDataset(Dataset):
     ):
         self.arrays = arrays
         # stem indices summed into each target, e.g. accompaniment -> [0, 1, 2]
-        self.groups = [np.flatnonzero(row).tolist() for row in mixing_matrix(targets)]
+        self.groups = [np.flatnonzero(row).tolist() for row in mixing_matrix(targets, arrays.stems)]
         self.segment = segment
         self.context = context
 
@@ -124,7 +145,7 @@ class _StemDataset(Dataset):
         return self.segment + 2 * self.context
 
     def _place(self, index: int) -> list[tuple[int, int]]:
-        """(track, loss-region offset) for each of the four stems of item ``index``."""
+        """(track, loss-region offset) for each cached stem of item ``index``."""
         raise NotImplementedError
 
     def padding(self, index: int) -> tuple[int, int]:
@@ -227,8 +248,8 @@ class RandomSegments(_StemDataset):
         rng = item_rng(self.seed, index, PLACE)
         if not self.remix:
             track = int(self._track_order(index // len(self))[index % len(self)])
-            return [(track, self._offset(rng, track))] * len(SOURCES)
-        tracks = rng.integers(len(self.arrays), size=len(SOURCES)).tolist()
+            return [(track, self._offset(rng, track))] * len(self.arrays.stems)
+        tracks = rng.integers(len(self.arrays), size=len(self.arrays.stems)).tolist()
         return [(t, self._offset(rng, t)) for t in tracks]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, list[int]]:
@@ -253,7 +274,7 @@ class FixedSegments(_StemDataset):
         return len(self.items)
 
     def _place(self, index: int) -> list[tuple[int, int]]:
-        return [self.items[index]] * len(SOURCES)
+        return [self.items[index]] * len(self.arrays.stems)
 
 
 class WholeTracks(_StemDataset):
@@ -267,7 +288,7 @@ class WholeTracks(_StemDataset):
         return len(self.arrays)
 
     def _place(self, index: int) -> list[tuple[int, int]]:
-        return [(index, 0)] * len(SOURCES)
+        return [(index, 0)] * len(self.arrays.stems)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         return self._batch([index], self.arrays.lengths[index])[0], self.names[index]

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ablation.constants import SAMPLE_RATE
-from ablation.tracks import DataError, TrackRef, list_tracks, split_train_valid
+from ablation.tracks import DataError, TrackRef, dataset_stems, list_tracks, split_train_valid
 from datamodules.augment import Augment, ChannelSwap, RandomGain, SignFlip
 from datamodules.cache import TrackCache, default_cache_dir
 from datamodules.compact import RingSegments, RingSlot, SlotRing, compact_dtype
@@ -21,6 +21,7 @@ from datamodules.datasets import (
     FixedSegments,
     RandomSegments,
     WholeTracks,
+    check_target_set,
     collate_prebuilt,
     resolve_targets,
 )
@@ -59,7 +60,9 @@ class MUSDBDataModule(L.LightningDataModule):
             ``$MUSDB_PATH`` (musdb's own variable) when set, else the toy dataset in
             ``data/toy``, generated on first use.
         is_wav: True for the HQ wav layout, False for ``.stem.mp4``; detected when None.
-        targets: ``"4stems"``, ``"2stems"`` or a list of source names.
+        targets: ``"4stems"``, ``"2stems"``, ``"all"`` (every stem of the dataset) or a list
+            of the dataset's stem names (read from its files; MUSDB18's are drums, bass,
+            other, vocals).
         sample_rate: rate the nets see (resampled once, into the cache).
         channels: 1 (mono) or 2 (stereo).
         segment: length of the loss region of a training or validation item, in seconds.
@@ -128,8 +131,10 @@ class MUSDBDataModule(L.LightningDataModule):
             raise DataError(
                 f"context must be a number of seconds >= 0, got {context}: set --data.context."
             )
-        self.sources = resolve_targets(targets)
         self.root = Path(root or os.environ.get("MUSDB_PATH") or DEFAULT_TOY_ROOT)
+        self._splits: dict[str, list[TrackRef]] = {}
+        check_target_set(targets)  # a misspelt set name is named before the data is read
+        self.sources = resolve_targets(targets, self.stems)
         self.segment_samples = round(segment * sample_rate)
         self.context_samples = round((context or 0.0) * sample_rate)
         self.read_context_samples: int | None = None
@@ -139,7 +144,6 @@ class MUSDBDataModule(L.LightningDataModule):
         transforms += [SignFlip()] if sign_flip else []
         self.seed = 0 if seed is None else seed
         self.augment = Augment(transforms, seed=self.seed)
-        self._splits: dict[str, list[TrackRef]] = {}
         self._arrays: dict[str, CachedArrays] = {}
         self._dtype: torch.dtype | None = None
         self._ring: SlotRing | None = None
@@ -172,11 +176,16 @@ class MUSDBDataModule(L.LightningDataModule):
         return self._splits
 
     @property
+    def stems(self) -> tuple[str, ...]:
+        """The dataset's stem names, read from its files (the same in every track)."""
+        return dataset_stems([t for split in self.splits().values() for t in split])
+
+    @property
     def cache(self) -> TrackCache:
         if not hasattr(self, "_cache"):
             cache_dir = self.hparams.cache_dir or default_cache_dir()
             self._cache = TrackCache(
-                cache_dir, self.root, self.hparams.sample_rate, self.hparams.channels
+                cache_dir, self.root, self.hparams.sample_rate, self.hparams.channels, self.stems
             )
         return self._cache
 
@@ -195,7 +204,7 @@ class MUSDBDataModule(L.LightningDataModule):
                     f"Check --data.root."
                 )
             paths = self.cache.ensure(tracks, progress=self.hparams.progress)
-            self._arrays[split] = CachedArrays(list(paths.values()))
+            self._arrays[split] = CachedArrays(list(paths.values()), self.stems)
             self._warn_short(split, tracks)
         return self._arrays[split]
 

@@ -9,6 +9,7 @@ Each stem has its own pan. It is the suite's embedded default (demo and tests).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ablation.constants import SAMPLE_RATE, SOURCES
+from ablation.files import write_text
 
 # Vowel formants (Hz) and bandwidths, from Peterson & Barney's averages.
 VOWELS = {
@@ -139,6 +141,11 @@ def make_track(rng: np.random.Generator, duration: float, rate: int = SAMPLE_RAT
     return {s: (a * 0.9 / peak).astype(np.float32) for s, a in stems.items()}
 
 
+# Written beside train/ and test/: the arguments that made the dataset, so a caller can
+# tell whether a folder is the toy dataset it asks for.
+RECIPE = "toy.json"
+
+
 def make_toy_dataset(
     out: str | Path,
     n_train: int = 10,
@@ -147,29 +154,47 @@ def make_toy_dataset(
     sample_rate: int = SAMPLE_RATE,
     seed: int = 0,
     progress: bool = True,
+    test_duration: float | None = None,
 ) -> Path:
-    """Write a toy dataset in the MUSDB18-HQ layout (``out/{train,test}/<name>/*.wav``).
+    """Write a toy dataset in the MUSDB18-HQ layout (``out/{train,test}/<name>/*.wav``),
+    and its arguments as ``out/toy.json`` (:func:`toy_recipe`).
 
     Args:
         out: folder to create.
         n_train: tracks in ``train/``.
         n_test: tracks in ``test/``.
-        duration: length of every track in seconds.
+        duration: length of every training track in seconds.
         sample_rate: sample rate of the wav files.
         seed: the same seed writes the same files.
         progress: show a progress bar.
+        test_duration: length of every test track in seconds; ``duration`` when None.
 
     Returns:
         ``out`` as a Path.
     """
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    jobs = [("train", i) for i in range(n_train)] + [("test", i) for i in range(n_test)]
-    for subset, i in tqdm(jobs, desc=f"writing toy dataset to {out}", disable=not progress):
-        stems = make_track(rng, duration, sample_rate)
+    test_duration = duration if test_duration is None else test_duration
+    jobs = [("train", i, duration) for i in range(n_train)]
+    jobs += [("test", i, test_duration) for i in range(n_test)]
+    for subset, i, seconds in tqdm(
+        jobs, desc=f"writing toy dataset to {out}", disable=not progress
+    ):
+        stems = make_track(rng, seconds, sample_rate)
         folder = out / subset / f"toy{i:03d} - {subset} song {i}"
         folder.mkdir(parents=True, exist_ok=True)
         for source in SOURCES:
             sf.write(folder / f"{source}.wav", stems[source], sample_rate, subtype="PCM_16")
         sf.write(folder / "mixture.wav", sum(stems.values()), sample_rate, subtype="PCM_16")
+    recipe = dict(n_train=n_train, n_test=n_test, duration=duration, test_duration=test_duration)
+    recipe |= dict(sample_rate=sample_rate, seed=seed)
+    write_text(out / RECIPE, json.dumps(recipe, indent=2))
     return out
+
+
+def toy_recipe(root: str | Path) -> dict | None:
+    """The arguments that wrote the toy dataset in ``root``; None for other data (or a toy
+    dataset of a version that did not record them)."""
+    path = Path(root) / RECIPE
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -50,8 +50,9 @@ def evaluate_checkpoint(
         device: ``cuda`` when available, else ``cpu``; used to separate and score.
         wandb_log: log to W&B (a failure there only warns: the files are complete).
         progress: show a progress bar over tracks.
-        targets: a baseline's targets, a name of ``TARGET_SETS`` (``"2stems"``) or
-            names; default the checkpoint's sources, else the four stems.
+        targets: a baseline's targets, a name of ``TARGET_SETS`` (``"2stems"``),
+            ``"all"`` or names; default the checkpoint's sources, else every stem of
+            the data (MUSDB18's four).
         shifts: Demucs' shift trick: average each separation over this many delays
             of the song in [0, 0.5 s), the same seeded delays for every checkpoint;
             0: one pass. Recorded in ``evaluation.json``.

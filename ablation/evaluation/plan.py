@@ -19,6 +19,7 @@ class Plan:
     ckpt: str | None
     baseline: str | None
     sources: tuple[str, ...]
+    stems: tuple[str, ...]  # of the dataset, which the sources are or derive from
     groups: tuple[Group, ...]
     sample_rate: int  # of the dataset: scoring windows are 1 s of it
     net_rate: int  # where the estimator works; mixtures are resampled to it and back
@@ -26,11 +27,6 @@ class Plan:
     metrics: str
     device: str
     shifts: int = 0  # Demucs' shift trick: separations averaged over this many delays
-
-    @property
-    def single(self) -> str | None:
-        """The only source of a single-source estimator (its complement is the rest)."""
-        return self.sources[0] if len(self.sources) == 1 else None
 
     def track_file(self, name: str) -> Path:
         """Per-track JSON, where museval's ``eval_mus_track`` puts it."""

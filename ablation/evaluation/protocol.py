@@ -1,13 +1,13 @@
 """The SiSEC 2018 protocol (museval v4): metrics, framing, targets and how they are
 grouped into BSS Eval calls.
 
-Targets are grouped the way museval's ``eval_mus_track`` groups them, with one
-change. For a four-stem model museval would score ``vocals`` a second time
-together with the derived ``accompaniment`` (drums + bass + other) and report
-that pair score as the vocals score. Here the four stems are scored together
-and keep their scores, and the (vocals, accompaniment) pair is scored in a
-separate call of which only ``accompaniment`` is kept. ``summary.md`` states
-the groups.
+Targets are grouped the way museval's ``eval_mus_track`` groups them (all targets of a
+track jointly, whatever the stem names of the data), with one change. For a four-stem
+model museval would score ``vocals`` a second time together with the derived
+``accompaniment`` (drums + bass + other) and report that pair score as the vocals
+score. Here the four stems are scored together and keep their scores, and the
+(vocals, accompaniment) pair is scored in a separate call of which only
+``accompaniment`` is kept. ``summary.md`` states the groups.
 """
 
 from __future__ import annotations
@@ -56,23 +56,27 @@ def _musdb_order(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(names, key=lambda n: rank.get(n, len(rank))))
 
 
-def scoring_groups(sources: Sequence[str]) -> list[Group]:
+def scoring_groups(sources: Sequence[str], stems: Sequence[str] = SOURCES) -> list[Group]:
     """How the targets of an estimator with ``sources`` are scored.
 
     Args:
         sources: the estimator's own targets, e.g. the four stems.
+        stems: the stems of the data it is scored on (MUSDB18's four by default).
 
     Returns:
-        One or two groups: four stems give the four stems together plus the
-        (vocals, accompaniment) pair keeping accompaniment only; any other set
-        of two or more is scored together; a single source is scored against
-        its complement (``accompaniment`` for vocals, else ``rest``).
+        One or two groups: MUSDB18's four stems give the four stems together plus the
+        (vocals, accompaniment) pair keeping accompaniment only; any other set of two
+        or more (any stem names, as SiSEC scored all targets of a track jointly) is
+        scored together; a single source is scored against its complement
+        (``accompaniment`` for vocals, else ``rest``).
     """
     sources = tuple(sources)
-    if len(set(sources)) != len(sources) or not set(sources) <= set(MUSDB_TARGETS):
+    known = [*_musdb_order(stems), *(["accompaniment"] if "vocals" in stems else []), COMPLEMENT]
+    if len(set(sources)) != len(sources) or not set(sources) <= set(known):
         raise EvaluationError(
             f"cannot evaluate targets {list(sources)}: expected distinct names among "
-            f"{list(MUSDB_TARGETS)} (the MUSDB18 targets). Train with a target set of those."
+            f"{list(dict.fromkeys(known))} (the stems of the data and what derives from them). "
+            f"Evaluate on data with the stems the model was trained on."
         )
     if sorted(sources) == sorted(SOURCES):
         four = _musdb_order(sources)

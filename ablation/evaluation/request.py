@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ablation.constants import EVALUATION_MANIFEST, SAMPLE_RATE, SOURCES, target_names
+from ablation.constants import EVALUATION_MANIFEST, SAMPLE_RATE, target_names
 from ablation.evaluation.baselines import BASELINES
 from ablation.evaluation.plan import Plan
 from ablation.evaluation.protocol import (
@@ -27,7 +27,7 @@ from ablation.evaluation.protocol import (
 from ablation.evaluation.separation import load_net
 from ablation.evaluation.tracks import dataset_rate
 from ablation.files import write_text
-from ablation.tracks import detect_is_wav, list_tracks, require_ffmpeg
+from ablation.tracks import dataset_stems, detect_is_wav, list_tracks, require_ffmpeg
 
 # Manifest fields that make two evaluations different; tracks may grow between runs.
 _IDENTITY = (
@@ -82,7 +82,7 @@ def default_out(
 
 
 def _baseline_targets(
-    targets: str | Sequence[str] | None, baseline: str | None
+    targets: str | Sequence[str] | None, baseline: str | None, stems: tuple[str, ...]
 ) -> tuple[str, ...] | None:
     if targets is None:
         return None
@@ -92,7 +92,7 @@ def _baseline_targets(
             "sources. Drop the targets, or pass a baseline."
         )
     try:
-        return target_names(targets)
+        return target_names(targets, stems)
     except ValueError as err:
         raise EvaluationError(str(err)) from err
 
@@ -105,6 +105,7 @@ def _manifest(plan: Plan, ckpt_digest: str | None, tracks: Sequence[str]) -> dic
         "root": plan.root,
         "is_wav": plan.is_wav,
         "subset": plan.subset,
+        "stems": list(plan.stems),
         "targets": list(scored_targets(plan.groups)),
         "scored_together": [asdict(g) for g in plan.groups],
         "metrics": plan.metrics,
@@ -165,11 +166,12 @@ def prepare(
             "nothing to evaluate: pass a checkpoint (CKPT=path) or a baseline "
             f"(BASELINE={'|'.join(BASELINES)})."
         )
-    chosen = _baseline_targets(targets, baseline)
     is_wav = detect_is_wav(root)
     tracks = list_tracks(root, subset, is_wav)
     require_ffmpeg(tracks)
-    digest, segment, rate, sources = None, None, SAMPLE_RATE, SOURCES
+    stems = dataset_stems(tracks)
+    chosen = _baseline_targets(targets, baseline, stems)
+    digest, segment, rate, sources = None, None, SAMPLE_RATE, stems
     if ckpt is not None:
         ckpt = str(Path(ckpt).resolve())
         sources, rate, segment = _checkpoint_targets(Path(ckpt), device)
@@ -183,7 +185,8 @@ def prepare(
         ckpt=ckpt,
         baseline=baseline,
         sources=tuple(sources),
-        groups=tuple(scoring_groups(sources)),
+        stems=stems,
+        groups=tuple(scoring_groups(sources, stems)),
         sample_rate=dataset_rate(root, subset, is_wav),
         net_rate=rate,
         segment=segment,

@@ -98,7 +98,7 @@ def _score(plan: Plan, track: Track) -> tuple[Any, np.ndarray, list[str]]:
     store = TrackStore(name, win=WIN_SECONDS, hop=HOP_SECONDS)
     silent, mse = [], {}
     for group in plan.groups:
-        refs = references(track, group.together, plan.single)
+        refs = references(track, group.together, plan.sources)
         kept, group_silent = score_group(plan, name, group, refs, estimates)
         store.scores["targets"] += kept
         silent += [n for n in group_silent if n not in silent]

@@ -52,7 +52,7 @@ def estimate(plan: Plan, track: Track, mixture: np.ndarray) -> dict[str, np.ndar
     if plan.baseline == "mixture":
         return dict.fromkeys(needed, mixture)
     if plan.baseline in ("gain", "oracle-irm"):
-        refs = references(track, plan.groups[0].together, plan.single)
+        refs = references(track, plan.groups[0].together, plan.sources)
         oracle = oracle_gain if plan.baseline == "gain" else oracle_irm
         estimates = oracle(mixture, refs)
     else:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ablation.constants import SOURCES
+from ablation.constants import target_members
 from ablation.evaluation.cache import cached
 from ablation.evaluation.plan import Plan
 from ablation.evaluation.protocol import COMPLEMENT, EvaluationError
@@ -24,7 +24,7 @@ class Track:
         rate: sample rate of its files.
         mixture: ``(samples, channels)`` float64, the stored mixture (or the sum of the
             sources for an HQ folder without ``mixture.wav``).
-        sources: source name -> ``(samples, channels)`` float64.
+        sources: stem name -> ``(samples, channels)`` float64, every stem of the track.
     """
 
     name: str
@@ -33,13 +33,13 @@ class Track:
     sources: dict[str, np.ndarray]
 
 
-def _sum_except(sources: dict[str, np.ndarray], left_out: str | None) -> np.ndarray:
-    """The sum of the sources other than ``left_out`` (all of them for None), float64.
+def _sum_of(sources: dict[str, np.ndarray], stems) -> np.ndarray:
+    """The sum of ``stems`` of ``sources``, float64.
 
     musdb's targets are such sums (accompaniment: all but the vocals; linear_mixture: all),
     and 16-bit samples sum exactly in float64, so these are the values musdb gives.
     """
-    return np.sum(np.array([sources[s] for s in SOURCES if s != left_out]), axis=0)
+    return np.sum(np.array([sources[s] for s in sources if s in stems]), axis=0)
 
 
 def _tracks(root: str, subset: str, is_wav: bool) -> dict[str, TrackRef]:
@@ -48,26 +48,35 @@ def _tracks(root: str, subset: str, is_wav: bool) -> dict[str, TrackRef]:
     return cached(key, lambda: {t.name: t for t in list_tracks(root, subset, is_wav)})
 
 
-def load_track(plan: Plan, name: str) -> Track:
-    """Decode the track ``name`` of the plan's subset: its sources and its mixture."""
-    ref = _tracks(plan.root, plan.subset, plan.is_wav)[name]
+def decode(ref: TrackRef) -> Track:
+    """Decode a track: its stems and its mixture."""
     stems, rate = decode_stems(ref)
-    sources = {s: stems[i].T.astype(np.float64) for i, s in enumerate(SOURCES)}
+    sources = {s: stems[i].T.astype(np.float64) for i, s in enumerate(ref.stems)}
     mixture = decode_mixture(ref)
     # An HQ folder without mixture.wav: musdb's linear mixture, the sum of the sources.
-    mixture = _sum_except(sources, None) if mixture is None else mixture.T.astype(np.float64)
-    return Track(name=name, rate=rate, mixture=mixture, sources=sources)
+    mixture = _sum_of(sources, sources) if mixture is None else mixture.T.astype(np.float64)
+    return Track(name=ref.name, rate=rate, mixture=mixture, sources=sources)
 
 
-def references(track: Track, names: Sequence[str], single: str | None) -> dict[str, np.ndarray]:
-    """References ``(samples, channels)`` of ``names``: musdb's targets, and for ``rest``
-    the sum of the sources other than ``single``."""
+def load_track(plan: Plan, name: str) -> Track:
+    """Decode the track ``name`` of the plan's subset: its sources and its mixture."""
+    return decode(_tracks(plan.root, plan.subset, plan.is_wav)[name])
+
+
+def references(
+    track: Track, names: Sequence[str], estimated: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """References ``(samples, channels)`` of ``names``: the track's stems, their sums
+    (``accompaniment``: every stem but the vocals), and for ``rest`` the sum of the stems
+    that no other target of the estimator's ``estimated`` sources holds."""
+    stems = tuple(track.sources)
     refs = {}
     for name in names:
-        if name in (COMPLEMENT, "accompaniment"):
-            refs[name] = _sum_except(track.sources, single if name == COMPLEMENT else "vocals")
+        if name == COMPLEMENT:
+            held = {m for t in estimated if t != COMPLEMENT for m in target_members(t, stems)}
+            refs[name] = _sum_of(track.sources, set(stems) - held)
         else:
-            refs[name] = track.sources[name]
+            refs[name] = _sum_of(track.sources, target_members(name, stems))
     return refs
 
 

@@ -109,15 +109,11 @@ def excerpt_start(references: list[np.ndarray], rate: int, samples: int) -> int:
 
 
 def _excerpt(ref, nets: dict, targets: list[str], seconds: float, out: Path) -> Excerpt:
-    from ablation.constants import SOURCES
-    from ablation.evaluation.tracks import Track, references
-    from ablation.tracks import decode_mixture, decode_stems
+    from ablation.evaluation.tracks import decode, references
 
-    stems, rate = decode_stems(ref)
-    sources = {s: stems[i].T.astype(np.float64) for i, s in enumerate(SOURCES)}
-    mixture = decode_mixture(ref)
-    mixture = stems.sum(0).T if mixture is None else mixture.T
-    refs = references(Track(ref.name, rate, mixture, sources), targets, None)
+    track = decode(ref)
+    rate, mixture = track.rate, track.mixture
+    refs = references(track, targets, targets)
     samples = min(int(seconds * rate), mixture.shape[0])
     start = excerpt_start(list(refs.values()), rate, samples)
     audio = {(MIXTURE, MIXTURE): mixture[start : start + samples].T}

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ablation.files import write_text
 from ablation.report.significance import MIN_TRACKS, smallest_p
-from ablation.report.tables import TARGET_ORDER
+from ablation.report.tables import in_target_order
 from ablation.tables import markdown_table
 
 
@@ -124,7 +124,7 @@ def significance_wide(pairs: pd.DataFrame, value: str = "p") -> pd.DataFrame:
     tracks = pairs.groupby(["a", "b"], sort=False).tracks.max()
     wide.index = [f"{a} vs {b} (n={tracks[a, b]})" for a, b in wide.index]
     wide.index.name = f"pair: {value} over n paired tracks"
-    return wide[[t for t in TARGET_ORDER if t in wide] or list(wide)]
+    return wide[in_target_order(wide)]
 
 
 def too_few_tracks(pairs: pd.DataFrame) -> str | None:
@@ -152,7 +152,7 @@ def effect_sizes(pairs: pd.DataFrame) -> pd.DataFrame:
     wide = shown.pivot_table(index=["a", "b"], columns="target", values="effect", aggfunc="first")
     wide.index = [f"{a} vs {b}" for a, b in wide.index]
     wide.index.name = "pair: median a - b in dB [95 % bootstrap interval]"
-    return wide[[t for t in TARGET_ORDER if t in wide] or list(wide)]
+    return wide[in_target_order(wide)]
 
 
 def _significance_markdown(pairs: pd.DataFrame) -> str:
@@ -184,4 +184,4 @@ def _seeds_markdown(over_seeds: pd.DataFrame) -> str:
     seeds = over_seeds.groupby(["a", "b"], sort=False).seeds.max()
     wide.index = [f"{a} vs {b} (n={seeds[a, b]} seeds)" for a, b in wide.index]
     wide.index.name = "pair: mean a - b in dB over seeds ± std (p corrected, Benjamini-Hochberg)"
-    return markdown_table(wide[[t for t in TARGET_ORDER if t in wide] or list(wide)])
+    return markdown_table(wide[in_target_order(wide)])

@@ -35,11 +35,16 @@ def target_rank(target: str) -> int:
     return TARGET_ORDER.index(target) if target in TARGET_ORDER else len(TARGET_ORDER)
 
 
+def in_target_order(names) -> list[str]:
+    """``names`` in :data:`TARGET_ORDER`, then others (any dataset's stems) by name."""
+    return sorted(set(names), key=lambda t: (target_rank(t), t))
+
+
 def targets(runs: list[Run], baselines: list[Evaluation]) -> list[str]:
     """Every target an evaluation scored, in :data:`TARGET_ORDER`, then others by name."""
     found = {t for r in runs if r.evaluation for t in r.evaluation.summary}
     found |= {t for b in baselines for t in b.summary}
-    return [t for t in TARGET_ORDER if t in found] + sorted(found - set(TARGET_ORDER))
+    return in_target_order(found)
 
 
 def runs_table(runs: list[Run], baselines: list[Evaluation], targets: list[str]) -> pd.DataFrame:

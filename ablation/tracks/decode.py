@@ -1,4 +1,4 @@
-"""Decoding one track of either form: its four sources (and its mixture as stored), with
+"""Decoding one track of either form: its stems (and its mixture as stored), with
 every check, at the file's rate or matched to a rate and channel count.
 
 Training (the DataModule's cache) and evaluation both read tracks here, so they see
@@ -15,8 +15,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ablation.constants import SOURCES
-from ablation.tracks.layout import STEM_STREAM, DataError, TrackRef, require_ffmpeg
+from ablation.tracks.layout import MIXTURE, DataError, TrackRef, require_ffmpeg
 from ablation.tracks.resample import resample, to_channels
 
 # A whole AAC file decodes a frame or two *longer* than its container says (priming
@@ -44,10 +43,10 @@ def _check_samples(where: str, audio: np.ndarray, rate: int) -> None:
         )
 
 
-def _read_wav(path) -> tuple[np.ndarray, int]:
+def _read_wav(path, stems: tuple[str, ...]) -> tuple[np.ndarray, int]:
     if not path.exists():
         raise DataError(
-            f"{path} is missing: an HQ track folder needs {', '.join(s + '.wav' for s in SOURCES)}."
+            f"{path} is missing: an HQ track folder needs {', '.join(s + '.wav' for s in stems)}."
             f" Add the file or remove the track folder."
         )
     try:
@@ -105,11 +104,12 @@ def _probe_stems(track: TrackRef):
             f"{track.path} cannot be read by ffprobe ({reason}): expected a MUSDB18 "
             f".stem.mp4. The file is damaged or truncated: download it again."
         ) from err
-    if info.nb_audio_streams != len(STEM_STREAM):
+    expected = 1 + len(track.streams)
+    if info.nb_audio_streams != expected:
         raise DataError(
-            f"{track.path} has {info.nb_audio_streams} audio streams: expected "
-            f"{len(STEM_STREAM)} (mixture, drums, bass, other, vocals) as in MUSDB18. Use a "
-            f"MUSDB18 stems file, or download it again if it is truncated."
+            f"{track.path} has {info.nb_audio_streams} audio streams: expected {expected} "
+            f"({', '.join((MIXTURE, *track.streams))}) as in MUSDB18, or streams titled with "
+            f"their stem names. Use such a stems file, or download it again if it is truncated."
         )
     return info
 
@@ -127,14 +127,14 @@ def _check_not_truncated(track: TrackRef, info, stream: int, source: str, sample
         )
 
 
-def _read_stems_mp4(track: TrackRef, names=SOURCES) -> dict[str, tuple[np.ndarray, int]]:
+def _read_stems_mp4(track: TrackRef, names) -> dict[str, tuple[np.ndarray, int]]:
     import stempeg
 
     require_ffmpeg([track])
     info = _probe_stems(track)
     stems = {}
     for source in names:
-        stream = STEM_STREAM[source]
+        stream = track.stream(source)
         try:
             # Stream by stream: stempeg runs one ffmpeg per stream anyway, and reading them
             # together fails inside stempeg itself (`warnings.warning`) when a truncated file
@@ -152,7 +152,7 @@ def _read_stems_mp4(track: TrackRef, names=SOURCES) -> dict[str, tuple[np.ndarra
             reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise DataError(
                 f"{track.path} could not be decoded ({type(err).__name__}: {reason}): "
-                f"expected a MUSDB18 .stem.mp4 with 5 streams. Download it again."
+                f"expected a .stem.mp4 with {1 + len(track.streams)} streams. Download it again."
             ) from err
         audio = audio[0]
         _check_not_truncated(track, info, stream, source, len(audio))
@@ -162,23 +162,25 @@ def _read_stems_mp4(track: TrackRef, names=SOURCES) -> dict[str, tuple[np.ndarra
 
 
 def decode_stems(track: TrackRef) -> tuple[np.ndarray, int]:
-    """Decode the four sources of a track at the rate of its files.
+    """Decode the stems of a track at the rate of its files.
 
     Returns:
-        float32 array ``(len(SOURCES), channels, time)`` in ``SOURCES`` order, and the rate.
+        float32 array ``(len(track.stems), channels, time)`` in ``track.stems`` order, and
+        the rate.
 
     Raises:
         DataError: for missing, corrupt, empty, truncated or inconsistent files, non-finite
             samples, or a track whose every stem is silent.
     """
     if track.is_wav:
-        stems = {source: _read_wav(path) for source, path in track.stem_files().items()}
+        files = track.stem_files().items()
+        stems = {source: _read_wav(path, track.stems) for source, path in files}
     else:
-        stems = _read_stems_mp4(track)
+        stems = _read_stems_mp4(track, track.stems)
     _check_consistent(track, stems)
     _check_not_silent(track, stems)
     rate = next(iter(stems.values()))[1]
-    return np.stack([stems[s][0].T for s in SOURCES]), rate
+    return np.stack([stems[s][0].T for s in track.stems]), rate
 
 
 def decode_mixture(track: TrackRef) -> np.ndarray | None:
@@ -188,15 +190,15 @@ def decode_mixture(track: TrackRef) -> np.ndarray | None:
     apart), or an HQ folder's ``mixture.wav``; None when an HQ folder has none.
     """
     if track.is_wav:
-        path = track.path / "mixture.wav"
-        return _read_wav(path)[0].T if path.exists() else None
-    return _read_stems_mp4(track, ("mixture",))["mixture"][0].T
+        path = track.path / f"{MIXTURE}.wav"
+        return _read_wav(path, track.stems)[0].T if path.exists() else None
+    return _read_stems_mp4(track, (MIXTURE,))[MIXTURE][0].T
 
 
 def track_rate(track: TrackRef) -> int:
     """The sample rate of a track, read from its file headers without decoding."""
     if not track.is_wav:
-        return int(_probe_stems(track).rate(STEM_STREAM["mixture"]))
+        return int(_probe_stems(track).rate(track.stream(MIXTURE)))
     path = next((p for p in track.stem_files().values() if p.exists()), Path())
     try:
         return int(sf.info(path).samplerate)
@@ -208,7 +210,7 @@ def track_rate(track: TrackRef) -> int:
 
 
 def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray:
-    """Decode the four sources of a track at ``sample_rate`` with ``channels``.
+    """Decode the stems of a track at ``sample_rate`` with ``channels``.
 
     Args:
         track: the track to decode.
@@ -216,7 +218,7 @@ def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray
         channels: 1 (mono, channel average) or 2 (a mono file is duplicated).
 
     Returns:
-        float32 array ``(len(SOURCES), channels, time)`` in ``SOURCES`` order.
+        float32 array ``(len(track.stems), channels, time)`` in ``track.stems`` order.
 
     Raises:
         DataError: as :func:`decode_stems`, or for a channel count that cannot be matched.

@@ -1,16 +1,22 @@
 """Finding MUSDB18 tracks on disk, in either form, and splitting them.
 
 Two forms are served (DESIGN.md): the compressed stems form (``<subset>/<name>.stem.mp4``,
-five AAC streams: mixture, drums, bass, other, vocals) and the MUSDB18-HQ form
-(``<subset>/<name>/{drums,bass,other,vocals}.wav``, ``mixture.wav`` optional). Any
-folder in the HQ layout works, so users can train on their own multitrack data.
+AAC streams: the mixture, then one per stem; MUSDB18's five are mixture, drums, bass,
+other, vocals) and the MUSDB18-HQ form (``<subset>/<name>/{drums,bass,other,vocals}.wav``,
+``mixture.wav`` optional). Any stem names work, so users can train on their own
+multitrack data: an HQ folder ``<subset>/<name>/`` with ``mixture.wav`` and one
+``<stem>.wav`` per stem, or a ``.stem.mp4`` whose streams are titled with the stem
+names (as stempeg writes them). The stem names of a dataset are read from its files,
+and every track must have the same ones.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +27,27 @@ from ablation.errors import AblationError
 
 SUBSETS = ("train", "test")
 STEMS_SUFFIX = ".stem.mp4"
-# Stream order inside a MUSDB18 .stem.mp4 (musdb's mus.yaml `stem_ids`).
-STEM_STREAM = {"mixture": 0, "drums": 1, "bass": 2, "other": 3, "vocals": 4}
+# Stream 0 of a .stem.mp4, and the optional mixture.wav of an HQ track folder; a MUSDB18
+# .stem.mp4 holds SOURCES in streams 1 to 4 (musdb's mus.yaml `stem_ids`).
+MIXTURE = "mixture"
+# Stream titles that name no stem: ffmpeg's default handler and stempeg's default names.
+GENERIC_TITLES = ("SoundHandler", "Stem ", "Stem_")
 
 
 class DataError(AblationError):
     """A problem with the user's data, phrased for the user: path, expectation, remedy."""
+
+
+class StemMismatchError(DataError):
+    """The tracks of a dataset do not all have the same stems."""
+
+
+def order_stems(names) -> tuple[str, ...]:
+    """Stem names in the suite's order: MUSDB18's (drums, bass, other, vocals) first, in
+    that order, then the others by name; so MUSDB18 keeps its order and any dataset gets
+    one order whatever its files' order."""
+    rank = {name: i for i, name in enumerate(SOURCES)}
+    return tuple(sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n)))
 
 
 @dataclass(frozen=True)
@@ -38,16 +59,25 @@ class TrackRef:
         subset: ``train`` or ``test``.
         path: the ``.stem.mp4`` file or the HQ track folder.
         is_wav: True for the HQ (wav) form.
+        stems: the track's stem names, in the suite's order (:func:`order_stems`); for a
+            ``.stem.mp4``, stem ``i`` of :attr:`streams` is audio stream ``i + 1``.
+        streams: ``.stem.mp4`` only: the stem names in stream order.
     """
 
     name: str
     subset: str
     path: Path
     is_wav: bool
+    stems: tuple[str, ...] = SOURCES
+    streams: tuple[str, ...] = SOURCES
 
     def stem_files(self) -> dict[str, Path]:
-        """HQ form only: source name -> wav file."""
-        return {source: self.path / f"{source}.wav" for source in SOURCES}
+        """HQ form only: stem name -> wav file."""
+        return {stem: self.path / f"{stem}.wav" for stem in self.stems}
+
+    def stream(self, stem: str) -> int:
+        """``.stem.mp4`` only: the audio stream of ``stem`` (0 is the mixture)."""
+        return 0 if stem == MIXTURE else 1 + self.streams.index(stem)
 
     def fingerprint(self) -> str:
         """Changes whenever a file of the track changes (size or modification time)."""
@@ -56,8 +86,55 @@ class TrackRef:
         return hashlib.sha1(repr(stamp).encode()).hexdigest()[:16]
 
 
+def _hq_stems(folder: Path) -> tuple[str, ...]:
+    """Stem names of an HQ track folder; empty for a folder that is not one.
+
+    With ``mixture.wav``, every other wav is a stem, whatever its name. Without it (the
+    mixture is optional in MUSDB18-HQ) a folder holding any of MUSDB18's stems is a
+    MUSDB18 track, whose missing stems decoding then names; stray wav files without a
+    mixture beside them make no track.
+    """
+    if not folder.is_dir():
+        return ()
+    names = {p.stem for p in folder.glob("*.wav")} - {MIXTURE}
+    if (folder / f"{MIXTURE}.wav").exists():
+        return order_stems(names)
+    return SOURCES if names & set(SOURCES) else ()
+
+
 def _is_hq_track(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / f"{s}.wav").exists() for s in SOURCES)
+    return bool(_hq_stems(folder))
+
+
+def _stream_titles(path: Path) -> tuple[str, ...]:
+    """The stem names of a ``.stem.mp4`` in stream order: the titles of its streams after
+    the mixture, or MUSDB18's names for a five-stream file without such titles."""
+    import ffmpeg
+    import stempeg
+
+    try:
+        streams = stempeg.Info(str(path)).audio_streams
+    except ffmpeg.Error:
+        return SOURCES  # decoding names the damage, with ffprobe's reason
+    titles = [(s.get("tags") or {}) for s in streams[1:]]
+    titles = [t.get("title") or t.get("handler_name") or "" for t in titles]
+    named = all(t and not t.startswith(GENERIC_TITLES) for t in titles)
+    if titles and named and len(set(titles)) == len(titles):
+        return tuple(titles)
+    return SOURCES
+
+
+@cache
+def _stem_streams(path: Path, size: int, mtime_ns: int) -> tuple[str, ...]:
+    # keyed on size and time too: a file rewritten in place is probed again
+    return _stream_titles(path)
+
+
+def _stems_track(path: Path, subset: str) -> TrackRef:
+    stat = path.stat()
+    streams = _stem_streams(path, stat.st_size, stat.st_mtime_ns)
+    name = path.name[: -len(STEMS_SUFFIX)]
+    return TrackRef(name, subset, path, False, order_stems(streams), streams)
 
 
 def detect_is_wav(root: str | Path) -> bool:
@@ -96,7 +173,8 @@ def detect_is_wav(root: str | Path) -> bool:
         raise DataError(
             f"dataset root {root} is in neither MUSDB18 layout: expected "
             f"<subset>/<name>.stem.mp4 files or <subset>/<name>/{{{','.join(SOURCES)}}}.wav "
-            f"folders. Convert your data to one of them (see README, 'Data layouts')."
+            f"folders (other stem names: <subset>/<name>/mixture.wav plus <stem>.wav per "
+            f"stem). Convert your data to one of them (see README, 'Data layouts')."
         )
     return has_wav
 
@@ -117,12 +195,15 @@ def list_tracks(root: str | Path, subset: str, is_wav: bool | None = None) -> li
         is_wav = detect_is_wav(root)
     folder = root / subset
     if is_wav:
-        tracks = [TrackRef(p.name, subset, p, True) for p in folder.glob("*") if _is_hq_track(p)]
+        found = ((p, _hq_stems(p)) for p in folder.glob("*"))
+        tracks = [TrackRef(p.name, subset, p, True, stems, stems) for p, stems in found if stems]
     else:
-        tracks = [
-            TrackRef(p.name[: -len(STEMS_SUFFIX)], subset, p, False)
-            for p in folder.glob(f"*{STEMS_SUFFIX}")
-        ]
+        files = list(folder.glob(f"*{STEMS_SUFFIX}"))
+        if files:
+            require_ffmpeg([TrackRef(files[0].name, subset, files[0], False)])
+        # ffprobe per file, a few at a time: MUSDB18 has 150 of them
+        with ThreadPoolExecutor(8) as pool:
+            tracks = list(pool.map(lambda p: _stems_track(p, subset), files))
     if not tracks:
         form = "HQ wav track folders" if is_wav else f"*{STEMS_SUFFIX} files"
         raise DataError(
@@ -130,6 +211,30 @@ def list_tracks(root: str | Path, subset: str, is_wav: bool | None = None) -> li
             f"or that the {subset} subset was downloaded."
         )
     return sorted(tracks, key=lambda t: t.name)
+
+
+def dataset_stems(tracks: list[TrackRef]) -> tuple[str, ...]:
+    """The stem names every track of ``tracks`` has (MUSDB18's four when empty).
+
+    Raises:
+        StemMismatchError: naming the first track whose stems differ from the first's.
+    """
+    if not tracks:
+        return SOURCES
+    expected = tracks[0].stems
+    for track in tracks[1:]:
+        if track.stems != expected:
+            raise stem_mismatch(track, expected, str(tracks[0].path))
+    return expected
+
+
+def stem_mismatch(track: TrackRef, expected: tuple[str, ...], holder: str) -> StemMismatchError:
+    """The one-line error for ``track``, whose stems are not ``expected``, those of ``holder``."""
+    return StemMismatchError(
+        f"track {track.path} has stems {list(track.stems)}, but {holder} has "
+        f"{list(expected)}: expected the same stem names in every track of a dataset. "
+        f"Add or rename the stem files so that every track has the same ones."
+    )
 
 
 def require_ffmpeg(tracks: list[TrackRef]) -> None:
