@@ -71,7 +71,7 @@ def net_context(net: nn.Module, segment: int) -> int:
 def separate(
     net: nn.Module,
     mixture: Tensor,
-    segment: int,
+    segment_samples: int,
     overlap: float = 0.25,
     batch_size: int = 4,
     device: str | torch.device | None = None,
@@ -85,7 +85,7 @@ def separate(
     Args:
         net: ``forward(mixture (batch, channels, time)) -> (batch, sources, channels, time)``.
         mixture: ``(channels, time)``.
-        segment: segment length in samples.
+        segment_samples: segment length in samples.
         overlap: fraction of a segment shared with the next one, in ``[0, 1)``.
         batch_size: segments per forward call.
         device: where the net runs; ``None`` keeps the net where it is.
@@ -98,10 +98,10 @@ def separate(
     """
     if mixture.dim() != 2:
         raise ValueError(f"expected a mixture (channels, time), got shape {tuple(mixture.shape)}.")
-    if segment < 1 or not 0 <= overlap < 1 or batch_size < 1:
+    if segment_samples < 1 or not 0 <= overlap < 1 or batch_size < 1:
         raise ValueError(
-            f"expected segment >= 1 sample, 0 <= overlap < 1 and batch_size >= 1, got "
-            f"segment={segment}, overlap={overlap}, batch_size={batch_size}."
+            f"expected segment_samples >= 1, 0 <= overlap < 1 and batch_size >= 1, got "
+            f"segment_samples={segment_samples}, overlap={overlap}, batch_size={batch_size}."
         )
     if device is not None:
         net.to(device)
@@ -109,7 +109,7 @@ def separate(
     run_on = parameter.device if parameter is not None else torch.device("cpu")
     net.eval()
     length = mixture.shape[-1]
-    segment = min(segment, length)
+    segment = min(segment_samples, length)
     window = crossfade_window(segment)
     context = net_context(net, segment) if context is None else context
     total = torch.zeros(length)

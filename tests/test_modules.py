@@ -109,7 +109,8 @@ def test_checkpoint_round_trips_through_lightning_and_separate(fitted_runs, dime
     assert net.source_names == SOURCES and net.segment_seconds == SEGMENT
     assert net.sample_rate == 44100
     mixture = torch.randn(2, 30_000, generator=torch.Generator().manual_seed(0))
-    outputs = [separate(n, mixture, segment=22_050) for n in (module.net, reloaded.net, net)]
+    nets = (module.net, reloaded.net, net)
+    outputs = [separate(n, mixture, segment_samples=22_050) for n in nets]
     assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
     assert dict(reloaded.hparams) == dict(module.hparams)
 

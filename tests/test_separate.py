@@ -87,17 +87,17 @@ class Stateful(nn.Module):
 def test_separate_runs_in_eval_mode_without_grad_and_ignores_batching():
     net = Stateful().train()
     mixture = torch.randn(2, 5000)
-    one = separate(net, mixture, segment=1024, batch_size=1)
-    many = separate(net, mixture, segment=1024, batch_size=5)
+    one = separate(net, mixture, segment_samples=1024, batch_size=1)
+    many = separate(net, mixture, segment_samples=1024, batch_size=5)
     assert not net.training and not one.requires_grad
     torch.testing.assert_close(one, many)
 
 
 def test_separate_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"\(channels, time\)"):
-        separate(ConstantGain(), torch.zeros(1, 2, 100), segment=10)
+        separate(ConstantGain(), torch.zeros(1, 2, 100), segment_samples=10)
     with pytest.raises(ValueError, match="overlap"):
-        separate(ConstantGain(), torch.zeros(2, 100), segment=10, overlap=1.0)
+        separate(ConstantGain(), torch.zeros(2, 100), segment_samples=10, overlap=1.0)
 
 
 # ---- checkpoints --------------------------------------------------------------------
@@ -187,10 +187,10 @@ def test_chunks_read_real_context_so_separation_has_no_seams():
     mixture = torch.randn(2, 9000, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         whole = net(mixture[None])[0]
-    chunked = separate(net, mixture, segment=1024, overlap=0.25)  # starts 0, 768, ..., 7976
+    chunked = separate(net, mixture, segment_samples=1024, overlap=0.25)  # starts 0, 768, ..., 7976
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
     # without context every chunk edge sees zeros, and the seams show
-    blind = separate(net, mixture, segment=1024, overlap=0.25, context=0)
+    blind = separate(net, mixture, segment_samples=1024, overlap=0.25, context=0)
     assert (blind - whole).abs().max() > 1e-3
 
 

@@ -23,7 +23,7 @@ class Plan:
     groups: tuple[Group, ...]
     sample_rate: int  # of the dataset: scoring windows are 1 s of it
     net_rate: int  # where the estimator works; mixtures are resampled to it and back
-    segment: int | None  # samples (at net_rate) per segment: the checkpoint's training segment
+    segment_samples: int | None  # at net_rate: the checkpoint's training segment
     metrics: str
     device: str
     shifts: int = 0  # Demucs' shift trick: separations averaged over this many delays

@@ -189,7 +189,7 @@ def prepare(
         groups=tuple(scoring_groups(sources, stems)),
         sample_rate=dataset_rate(root, subset, is_wav),
         net_rate=rate,
-        segment=segment,
+        segment_samples=segment,
         metrics=metrics,
         device=device,
         shifts=shifts,

@@ -32,7 +32,9 @@ def separate_track(plan: Plan, mixture: np.ndarray) -> dict[str, np.ndarray]:
     with torch.inference_mode():
         mix = torch.as_tensor(mixture.T, dtype=torch.float32)
         resampled = resample(mix, plan.sample_rate, plan.net_rate, None)
-        estimates = separate_shifted(net, resampled, plan.segment, plan.shifts, device=plan.device)
+        estimates = separate_shifted(
+            net, resampled, plan.segment_samples, plan.shifts, device=plan.device
+        )
         estimates = resample(estimates, plan.net_rate, plan.sample_rate, mix.shape[-1])
     assert estimates.shape == (len(plan.sources), *mix.shape), (estimates.shape, mix.shape)
     return {name: estimates[i].T.double().cpu().numpy() for i, name in enumerate(plan.sources)}

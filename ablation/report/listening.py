@@ -143,7 +143,7 @@ def _separate(net, mixture: np.ndarray, rate: int, start: int, samples: int) -> 
     with torch.inference_mode():
         at_net = resample(region, rate, net.sample_rate)
         segment = int(net.segment_seconds * net.sample_rate)
-        estimates = separate(net, at_net, segment=segment)
+        estimates = separate(net, at_net, segment_samples=segment)
         estimates = resample(estimates, net.sample_rate, rate, end - begin)
     crop = estimates[..., start - begin : start - begin + samples].numpy()
     return {name: crop[i] for i, name in enumerate(net.source_names)}

@@ -18,12 +18,13 @@ def test_a_net_at_another_rate_separates_at_its_rate_and_is_scored_at_the_tracks
 
     ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", sample_rate=11025)
     plan, names = prepare(str(ckpt), str(toy1), "test", str(tmp_path / "out"), None, "torch", "cpu")
-    assert (plan.sample_rate, plan.net_rate, plan.segment) == (44100, 11025, 11025)
+    assert (plan.sample_rate, plan.net_rate, plan.segment_samples) == (44100, 11025, 11025)
     mixture = load_track(plan, names[0]).mixture  # (samples, channels) at 44.1 kHz
     estimates = separate_track(plan, mixture)
     net = load_net(str(ckpt))
     low = torchaudio.functional.resample(torch.tensor(mixture.T, dtype=torch.float32), 44100, 11025)
-    expected = torchaudio.functional.resample(separate(net, low, segment=11025), 11025, 44100)
+    at_net = separate(net, low, segment_samples=11025)
+    expected = torchaudio.functional.resample(at_net, 11025, 44100)
     for i, name in enumerate(plan.sources):
         assert estimates[name].shape == mixture.shape
         np.testing.assert_allclose(
