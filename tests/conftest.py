@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,16 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MUSDB_SAMPLE = SHARED_DATA / "musdb18-sample"
 SAMPLE_TRACK = "Music Delta - 80s Rock"
+
+
+@pytest.fixture(autouse=True)
+def _musdb_path_restored(monkeypatch):
+    """``run_sweep(root=...)`` sets MUSDB_PATH for the runs it starts, as the CLI does;
+    each test gets the variable back as it was, so no later DataModule reads that root."""
+    if "MUSDB_PATH" in os.environ:
+        monkeypatch.setenv("MUSDB_PATH", os.environ["MUSDB_PATH"])
+    else:
+        monkeypatch.delenv("MUSDB_PATH", raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -293,7 +293,9 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     assert torch.load(path, weights_only=False) == {"step": 1}  # the previous one, whole
 
 
-def test_a_seeds_axis_runs_every_cell_at_every_seed_on_that_seeds_data(tmp_path, monkeypatch):
+def test_a_seeds_axis_runs_every_cell_at_every_seed_on_that_seeds_data(
+    tmp_path, monkeypatch, toy_root
+):
     from ablation.sweep import with_seeds
     from lightning_modules.lightning_cli import AblationCLI
 
@@ -311,13 +313,11 @@ def test_a_seeds_axis_runs_every_cell_at_every_seed_on_that_seeds_data(tmp_path,
     folders = {cell_run_dir(tmp_path, "demo", c).name for c in cells}
     assert len(folders) == 12 and "2d-depth3-lr0.001-seed2" in folders
     seed_two = next(c for c in cells if c["seed_everything"] == 2)
-    cli = AblationCLI(
-        expand_cell(command(config, seed_two)[4:] + [f"--run.dir={tmp_path}"]), run=False
-    )
+    where = [f"--run.dir={tmp_path}", f"--data.root={toy_root}"]
+    cli = AblationCLI(expand_cell(command(config, seed_two)[4:] + where), run=False)
     assert cli.datamodule.seed == 2 and cli.config.data.seed == 2
     chosen = AblationCLI(
-        expand_cell(command(config, seed_two)[4:] + [f"--run.dir={tmp_path}", "--data.seed=5"]),
-        run=False,
+        expand_cell(command(config, seed_two)[4:] + [*where, "--data.seed=5"]), run=False
     )
     assert chosen.datamodule.seed == 5
     with pytest.raises(SweepError, match="--seeds must be 1 or more"):

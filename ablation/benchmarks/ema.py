@@ -22,15 +22,15 @@ DECAY = 0.999
 
 
 def main(quick: bool = False) -> None:
-    """Print the step time without and with the EMA update per family and depth."""
+    """Print the step time without and with the EMA update per dimension and depth."""
     seconds, rounds = (1.0, 3) if quick else (3.0, 7)
     torch.manual_seed(0)
     print(f"CPU seconds per step, median of {rounds} alternated rounds, decay {DECAY}")
-    print(f"{'depth':>5} {'family':>6} {'plain s':>9} {'EMA s':>9} {'EMA/plain':>10}")
+    print(f"{'depth':>5} {'dim':>6} {'plain s':>9} {'EMA s':>9} {'EMA/plain':>10}")
     for depth in DEPTHS:
-        for family, preset in PRESETS.items():
+        for dimension, preset in PRESETS.items():
             plain, ema = _step_times(build(preset, depth=depth), seconds, rounds)
-            print(f"{depth:>5} {family:>6} {plain:>9.3f} {ema:>9.3f} {ema / plain:>10.3f}")
+            print(f"{depth:>5} {dimension:>6} {plain:>9.3f} {ema:>9.3f} {ema / plain:>10.3f}")
 
 
 def _step_times(net: torch.nn.Module, seconds: float, rounds: int) -> tuple[float, float]:

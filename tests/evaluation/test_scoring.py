@@ -56,7 +56,7 @@ def test_checkpoint_scores_equal_museval_on_the_same_estimates(ckpt_eval, toy1):
     track = toy_track(toy1)
     net = load_net(ckpt_eval.parent / "last.ckpt")
     mix = torch.as_tensor(track.audio.T, dtype=torch.float32)
-    estimates = separate(net, mix, segment=round(net.segment_seconds * RATE))
+    estimates = separate(net, mix, segment_samples=round(net.segment_seconds * RATE))
     est = {s: estimates[i].T.double().numpy() for i, s in enumerate(net.source_names)}
     est["accompaniment"] = est["drums"] + est["bass"] + est["other"]
     four = museval.eval_mus_track(track, {s: est[s] for s in FOUR})
