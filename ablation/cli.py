@@ -138,7 +138,7 @@ def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sweep(argv: Sequence[str]) -> None:
-    from ablation.slurm import SlurmOptions
+    from ablation.slurm import SlurmOptions, agent_task
     from ablation.sweep import run_cell, run_sweep, submit_slurm, with_seeds
 
     parser = argparse.ArgumentParser(
@@ -175,6 +175,14 @@ def _sweep(argv: Sequence[str]) -> None:
         metavar="ARG",
         help="offline: append to every cell's `ablation fit`, e.g. --fit-arg=--trainer.devices=2",
     )
+    parser.add_argument(
+        "--agent-task",
+        default=None,
+        metavar="SWEEP_ID",
+        help="inside an online Slurm array task (the batch script's line): take a cell with "
+        "`wandb agent --count 1`, or after a requeue resume the run it took",
+    )
+    parser.add_argument("--task-records", default="runs", help="where --agent-task notes its run")
     _add_slurm_arguments(parser)
     args = parser.parse_args(argv)
     if args.only_index is not None and not args.offline:
@@ -186,6 +194,8 @@ def _sweep(argv: Sequence[str]) -> None:
             os.environ["MUSDB_PATH"] = str(Path(args.root).resolve())
         if args.seeds is not None:
             args.sweep = str(with_seeds(args.sweep, args.seeds, args.runs_dir))
+        if args.agent_task is not None:
+            agent_task(args.agent_task, Path(args.task_records))
         if args.only_index is not None:
             raise SystemExit(run_cell(args.sweep, args.only_index, args.runs_dir, args.fit_arg))
         if args.slurm:

@@ -2,19 +2,23 @@
 
 One array task per cell of the grid. Offline, task ``i`` trains cell ``i`` of the same
 expansion :func:`ablation.sweep.run_offline` uses (``ablation sweep SWEEP --offline
---only-index $SLURM_ARRAY_TASK_ID``); online, each task runs ``wandb agent --count 1``
-on the W&B sweep. The script lands in ``runs/<sweep>/slurm/`` with the tasks' logs.
+--only-index $SLURM_ARRAY_TASK_ID``); online, each task takes one cell of the W&B
+sweep (:func:`agent_task`: ``wandb agent --count 1``). The script lands in
+``runs/<sweep>/slurm/`` with the tasks' logs.
 
 Preemption and time limits: Slurm sends ``SIGUSR1`` 90 s before it stops a task;
 Lightning's :class:`~lightning.fabric.plugins.environments.SLURMEnvironment` (added by
 the CLI under Slurm) then saves a checkpoint and requeues the task, and the requeued
 task resumes the run from it with the budget counted once (the counted time is part of
-the checkpoint). ``srun`` starts the task so that the training process is a job step,
-which is what Slurm signals.
+the checkpoint). Online, the requeued task resumes the run its agent had started (the
+run records itself, :func:`write_task_record`) instead of taking a new cell. ``srun``
+starts the task so that the training process is a job step, which is what Slurm signals.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import shutil
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablation.errors import AblationError
+from ablation.files import read_json, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 # Seconds of warning before a time limit or preemption: enough to write last.ckpt.
@@ -151,12 +156,6 @@ def offline_task_command(
     ]
 
 
-def online_task_command(sweep_id: str) -> list[str]:
-    """Each array task takes one cell from the W&B sweep."""
-    wandb = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
-    return [wandb, "agent", "--count", "1", sweep_id]
-
-
 def write_script(script: str, log_dir: Path, name: str, mode: str) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"{name}-{mode}.sbatch"
@@ -191,3 +190,59 @@ def how_to_watch(job_id: str, log_dir: Path) -> str:
         f"  logs:   {log_dir}/*-{job_id}_*.out\n"
         f"  cancel: scancel {job_id}    (one task: scancel {job_id}_<index>)"
     )
+
+
+# ---- online array tasks that survive a requeue -----------------------------------------
+# Where the `ablation fit` an agent starts records what it trains (set by agent_task).
+TASK_RECORD = "ABLATION_TASK_RECORD"
+
+
+def agent_task_command(sweep_id: str, records: Path) -> list[str]:
+    """Each online array task takes one cell from the W&B sweep, or resumes its own."""
+    command = [sys.executable, "-m", "ablation", "sweep", "--agent-task", sweep_id]
+    return [*command, f"--task-records={records}"]
+
+
+def write_task_record(run_dir: Path) -> None:
+    """Under :func:`agent_task`, note the run this task trains and how it was started
+    (once: a resumed run keeps the first record)."""
+    path = os.environ.get(TASK_RECORD)
+    if not path or Path(path).exists():
+        return
+    record = {
+        "command": [sys.executable, "-m", "ablation", *sys.argv[1:]],
+        "run_dir": str(Path(run_dir).resolve()),
+        "sweep_id": os.environ.get("WANDB_SWEEP_ID"),
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(record, indent=2))
+
+
+def agent_task(sweep_id: str, records: Path) -> None:
+    """One online array task: ``wandb agent --count 1`` the first time; after a requeue
+    (preemption or time limit) the run the agent started is resumed from its
+    ``last.ckpt`` under the same W&B run, instead of taking a new cell and leaving that
+    one crashed. Replaces this process (exec)."""
+    try:
+        key = f"{os.environ['SLURM_ARRAY_JOB_ID']}-{os.environ['SLURM_ARRAY_TASK_ID']}"
+    except KeyError:
+        raise SlurmError(
+            "--agent-task runs inside a Slurm array task: expected SLURM_ARRAY_JOB_ID and "
+            "SLURM_ARRAY_TASK_ID, found neither. Submit with `ablation sweep --slurm`."
+        ) from None
+    path = Path(records) / f"task-{key}.json"
+    env = {**os.environ, TASK_RECORD: str(path)}
+    record = read_json(path)
+    if not record:
+        wandb = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
+        os.execvpe(wandb, [wandb, "agent", "--count", "1", sweep_id], env)
+    run_dir = Path(record["run_dir"])
+    if (run_dir / "summary.json").exists():
+        print(f"task {key}: its run {run_dir} finished earlier; nothing to do", flush=True)
+        raise SystemExit(0)
+    # Outside an agent the run resumes as any run does: its W&B run id from
+    # wandb_run.json, history rewound to last.ckpt; the run stays in its sweep.
+    for name in ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_RESUME"):
+        env.pop(name, None)
+    print(f"task {key} requeued: resuming {run_dir} rather than taking a new cell", flush=True)
+    os.execvpe(record["command"][0], record["command"], env)

@@ -32,10 +32,10 @@ from ablation.files import write_text
 from ablation.runs import is_done, model_variants, parse_cell, run_name
 from ablation.slurm import (
     SlurmOptions,
+    agent_task_command,
     batch_script,
     how_to_watch,
     offline_task_command,
-    online_task_command,
     submit,
     write_script,
 )
@@ -472,7 +472,7 @@ def submit_slurm(
             tasks = count
         if sweep_id is None:
             sweep_id = PLACEHOLDER_SWEEP_ID if write_only else create_sweep(path)
-        task = online_task_command(sweep_id)
+        task = agent_task_command(sweep_id, log_dir)
     script = write_script(
         batch_script(name, tasks, task, log_dir, options),
         log_dir,

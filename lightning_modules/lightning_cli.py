@@ -47,6 +47,7 @@ from ablation.runs import (
     read_json,
     run_name,
 )
+from ablation.slurm import write_task_record
 from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
 from lightning_modules.budget import TrainingBudget, budget_seconds
@@ -352,6 +353,8 @@ class AblationCLI(LightningCLI):
         return yaml.safe_load(self._parser(self.subcommand).dump(self.run_config, skip_none=False))
 
     def fit(self, model, datamodule=None, ckpt_path=None, **kwargs) -> None:
+        if rank_zero_only.rank == 0:
+            write_task_record(self.run_dir)  # a requeued online Slurm task resumes this run
         # Checked before trainer.fit, which rewrites config.yaml and hparams.yaml.
         if is_done(self.run_dir):
             check_same_args(self.run_dir, self._current_args(), "be skipped as finished")

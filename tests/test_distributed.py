@@ -213,7 +213,10 @@ def test_slurm_online_array_runs_one_agent_per_task(fake_sbatch, tmp_path):
     assert job is None and script.name == "demo-online.sbatch"
     assert "#SBATCH --array=0-3" in _sbatch_lines(script)
     assert "#SBATCH --signal=SIGUSR1@90" in _sbatch_lines(script)
-    assert script.read_text().splitlines()[-1].endswith(" agent --count 1 me/proj/abc1")
+    last = script.read_text().splitlines()[-1]
+    assert last.endswith(
+        f"-m ablation sweep --agent-task me/proj/abc1 --task-records={script.parent}"
+    )
     assert not fake_sbatch.exists()
 
 
@@ -395,3 +398,43 @@ def test_real_slurm_array_finishes_the_demo_and_requeues_a_signalled_task(
         fairness = json.loads(summary.read_text())["fairness"]
         # the budget counted once: the signalled run too ends within one step of it
         assert budget <= fairness["train_seconds"] < budget + fairness["max_step_seconds"]
+
+
+def test_a_requeued_online_task_resumes_its_run_instead_of_taking_a_new_cell(toy_root, tmp_path):
+    """A fake `wandb agent` starts a real run; the task is then "requeued" with the run
+    unfinished (summary.json gone, last.ckpt kept): it resumes that run, takes no new cell."""
+    calls, records, bin_dir = tmp_path / "calls", tmp_path / "slurm", tmp_path / "bin"
+    bin_dir.mkdir()
+    fit = [sys.executable, "-m", "ablation", "fit", "--config", "sweeps/demo_base.yaml",
+           "--cell=1d-depth2", "--model.filters=4", f"--run.dir={tmp_path / 'runs'}",
+           "--run.sweep=demo", f"--data.root={toy_root}",
+           "--trainer.max_time=00:00:00:03"]  # fmt: skip
+    agent = bin_dir / "wandb"  # as wandb's agent does, the run gets the sweep and a run id
+    agent.write_text(
+        f'#!/bin/bash\necho "$@" >> {calls}\nexport WANDB_SWEEP_ID=abc1 WANDB_RUN_ID=r77x\n'
+        f"exec {' '.join(fit)}\n"
+    )
+    agent.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", WANDB_MODE="offline",
+               SLURM_ARRAY_JOB_ID="77", SLURM_ARRAY_TASK_ID="2")  # fmt: skip
+    task = [sys.executable, "-m", "ablation", "sweep", "--agent-task", "me/proj/abc1",
+            f"--task-records={records}"]  # fmt: skip
+
+    def run_task() -> subprocess.CompletedProcess:
+        done = subprocess.run(task, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    run_task()
+    record = json.loads((records / "task-77-2.json").read_text())
+    run_dir = Path(record["run_dir"])
+    assert record["command"][3:] == fit[3:] and (run_dir / "summary.json").exists()
+    assert calls.read_text().splitlines() == ["agent --count 1 me/proj/abc1"]
+    (run_dir / "summary.json").unlink()  # killed after its last.ckpt, before it finished
+    again = run_task()
+    assert "requeued: resuming" in again.stdout and f"resuming from {run_dir}" in again.stdout
+    assert (run_dir / "summary.json").exists()
+    assert json.loads((run_dir / "wandb_run.json").read_text())["id"] == "r77x"  # the same run
+    assert "nothing to do" in run_task().stdout
+    assert len(calls.read_text().splitlines()) == 1  # the agent never took a second cell
