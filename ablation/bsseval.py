@@ -37,7 +37,6 @@ import scipy.fft
 import torch
 from museval import metrics as museval_metrics
 
-from ablation.errors import AblationError
 from ablation.threads import limited_threads
 
 __all__ = ["evaluate", "score_track"]
@@ -110,11 +109,6 @@ def evaluate(
             "Use museval.evaluate for BSS Eval v3."
         )
     _check_sizes(win=win, hop=hop, filters_len=filters_len, block_frames=block_frames)
-    if threads is not None and not (isinstance(threads, numbers.Integral) and threads >= 1):
-        raise AblationError(
-            f"threads must be a positive whole number or None, got {threads!r}; "
-            "pass threads=1 (the fast default) or None to keep torch's setting."
-        )
     win, hop = int(win), int(hop)
     references, estimates = _prepare(references, estimates, padding)
     if references.size == 0 or estimates.size == 0:

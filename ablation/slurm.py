@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ablation.errors import AblationError
 from ablation.files import read_json, write_text
+from ablation.runs import is_done
 
 REPO = Path(__file__).resolve().parents[1]
 # Seconds of warning before a time limit or preemption: enough to write last.ckpt.
@@ -237,7 +238,7 @@ def agent_task(sweep_id: str, records: Path) -> None:
         wandb = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
         os.execvpe(wandb, [wandb, "agent", "--count", "1", sweep_id], env)
     run_dir = Path(record["run_dir"])
-    if (run_dir / "summary.json").exists():
+    if is_done(run_dir):
         print(f"task {key}: its run {run_dir} finished earlier; nothing to do", flush=True)
         raise SystemExit(0)
     # Outside an agent the run resumes as any run does: its W&B run id from

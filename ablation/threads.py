@@ -10,6 +10,7 @@ numpy and scipy load is the fast default, and parallelism goes across tracks.
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import torch
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["limited_threads"]
+from ablation.errors import AblationError
+
+__all__ = ["limit_process_threads", "limited_threads"]
 
 
 @contextmanager
@@ -30,6 +33,11 @@ def limited_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
+    if not (isinstance(threads, numbers.Integral) and threads >= 1):
+        raise AblationError(
+            f"threads must be a positive whole number or None, got {threads!r}; "
+            "pass threads=1 (the fast default) or None to keep torch's setting."
+        )
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -37,6 +45,13 @@ def limited_threads(threads: int | None) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
+
+
+def limit_process_threads(threads: int) -> None:
+    """At most ``threads`` torch and BLAS / OpenMP threads for the rest of this process
+    (a worker's: nothing to restore)."""
+    torch.set_num_threads(threads)
+    _blas_limit(threads)
 
 
 def _blas_limit(threads: int) -> Any:

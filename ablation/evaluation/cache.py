@@ -15,11 +15,6 @@ def cached(key: Hashable, make: Callable[[], Any]) -> Any:
     return _CACHE[key]
 
 
-def keep(key: Hashable, value: Any) -> None:
-    """Hold ``value`` for the life of this process (or until :func:`clear`)."""
-    _CACHE[key] = value
-
-
 def clear() -> None:
     """Forget everything: a serial run reuses this process for another evaluation."""
     _CACHE.clear()

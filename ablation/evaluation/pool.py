@@ -7,47 +7,24 @@ from __future__ import annotations
 import multiprocessing
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
-from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from ablation.children import die_with_parent, terminate_children_on_sigterm
-from ablation.evaluation.cache import keep
 from ablation.evaluation.plan import Plan
 from ablation.evaluation.protocol import EvaluationError
 from ablation.evaluation.scoring import score_track_file
-from ablation.threads import limited_threads
-
-
-def _limit_blas_threads() -> Any:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS keeps its own thread count
-        return None
-    return threadpool_limits(1)
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Compute with one torch and one BLAS thread, then restore the counts.
-
-    Every track is computed the same way in any process, so a parallel run
-    writes exactly the files of a serial one; parallelism is across tracks.
-    """
-    with limited_threads(1):
-        yield
+from ablation.threads import limit_process_threads, limited_threads
 
 
 def _init_worker(parent_pid: int) -> None:
     # An idle worker blocks on its task queue forever once the evaluator is killed.
     die_with_parent(parent_pid)
-    torch.set_num_threads(1)
-    # Kept referenced for the life of the worker: the BLAS limit lasts as long as the object.
-    keep("blas_limit", _limit_blas_threads())
+    # Every track is computed on one thread in any process, so a parallel run writes
+    # exactly the files of a serial one; parallelism is across tracks.
+    limit_process_threads(1)
 
 
 def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> list[str]:
@@ -75,7 +52,7 @@ def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> l
         bar.update()
 
     if jobs == 1:
-        with single_threaded():
+        with limited_threads(1):
             for name in names:
                 try:
                     done(name, score_track_file(plan, name), None)
