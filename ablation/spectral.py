@@ -9,6 +9,7 @@ half a window, and ``ISTFT(STFT(x), length=x.shape[-1])`` still returns ``x``.
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchaudio.transforms import InverseSpectrogram, Spectrogram
 
@@ -61,6 +62,10 @@ class ISTFT(nn.Module):
         hop_length: hop between frames, in samples.
     """
 
+    # Spectrograms whose memory runs along the bins are inverted without
+    # torch.istft's transposing copies (see _overlap_add); False: torch.istft always.
+    fast_layout = True
+
     def __init__(self, n_fft: int = 4096, hop_length: int = 1024) -> None:
         super().__init__()
         _check_geometry(n_fft, hop_length)
@@ -74,14 +79,70 @@ class ISTFT(nn.Module):
         """Transform a complex spectrogram back to a signal.
 
         Args:
-            spectrogram: ``(..., n_fft // 2 + 1, frames)`` complex.
+            spectrogram: ``(..., bins, frames)`` complex, ``bins <= n_fft // 2 + 1``;
+                the bins above are zero.
             length: number of samples of the signal to return (the STFT cannot
                 tell it: several lengths give the same number of frames).
 
         Returns:
             ``(..., length)`` real.
         """
+        full = self.n_fft // 2 + 1
+        if spectrogram.shape[-2] > full:
+            raise ValueError(
+                f"ISTFT(n_fft={self.n_fft}) takes at most {full} bins, got "
+                f"{spectrogram.shape[-2]}; check the STFT geometry."
+            )
+        if self.fast_layout and not self.n_fft % self.hop_length and _frames_major(spectrogram):
+            return self._overlap_add(spectrogram.transpose(-1, -2), length)
+        spectrogram = F.pad(spectrogram, (0, 0, 0, full - spectrogram.shape[-2]))
         return self.transform(spectrogram, length=length)
+
+    def _overlap_add(self, frames: Tensor, length: int) -> Tensor:
+        """The inverse of ``(..., frames, bins)`` spectra whose memory runs along
+        the bins: inverse FFTs along that axis (which zero-pad the missing bins),
+        windowed, overlap-added (``torch.istft``'s steps without its transposing
+        copies)."""
+        window = self.transform.window.to(frames.device)
+        count, overlap = frames.shape[-2], self.n_fft // self.hop_length
+        chunks = torch.fft.irfft(frames, n=self.n_fft).mul_(window)
+        summed = _OverlapAdd.apply(chunks.reshape(-1, count, overlap, self.hop_length))
+        squares = window.square().reshape(1, 1, overlap, self.hop_length)
+        envelope = _OverlapAdd.apply(squares.expand(1, count, -1, -1))
+        # Divide only inside the centred signal: the envelope is 0 at the first sample.
+        kept = slice(self.n_fft // 2, self.n_fft // 2 + length)
+        signal = summed.flatten(1)[:, kept] / envelope.flatten()[kept]
+        if signal.shape[-1] < length:
+            signal = F.pad(signal, (0, length - signal.shape[-1]))
+        return signal.reshape(*frames.shape[:-2], length)
+
+
+class _OverlapAdd(torch.autograd.Function):
+    """``(batch, frames, overlap, hop)`` -> ``(batch, frames + overlap - 1, hop)``:
+    part ``k`` of frame ``f`` is added to row ``f + k``. Its gradient is a strided
+    view of the incoming one, where autograd's slice additions would copy it
+    once per part."""
+
+    @staticmethod
+    def forward(ctx, chunks: Tensor) -> Tensor:
+        batch, count, overlap, hop = chunks.shape
+        summed = chunks.new_zeros(batch, count + overlap - 1, hop)
+        for part in range(overlap):
+            summed[:, part : part + count] += chunks[:, :, part]
+        ctx.count, ctx.overlap = count, overlap
+        return summed
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        batch, _, hop = grad.shape
+        strides = (grad.stride(0), hop, hop, 1)
+        return grad.as_strided((batch, ctx.count, ctx.overlap, hop), strides)
+
+
+def _frames_major(spectrogram: Tensor) -> bool:
+    """Whether ``(..., bins, frames)``'s memory runs along the bins."""
+    return spectrogram.dim() >= 2 and spectrogram.stride(-2) == 1
 
 
 def _check_geometry(n_fft: int, hop_length: int) -> None:

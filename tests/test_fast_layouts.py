@@ -17,6 +17,7 @@ from torch import nn
 
 from ablation.nets import build
 from ablation.nets.blocks import fast_layout_classes
+from ablation.nets.fast_ops import ELU
 
 RTOL = 1e-5
 GRADIENT_RTOL = 1e-4
@@ -140,3 +141,23 @@ def test_spec_unet_masks_the_whole_spectrum_as_padding_the_masked_bins(overrides
     mixture = 0.3 * torch.randn(2, 2, 31 * 128)
     expected = reference_separate(net, mixture)
     assert_close(net._separate(mixture), expected, "estimates", expected.abs().max(), RTOL)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_elu_matches_torch_elu_in_value_and_gradient(dtype):
+    # Edges: exactly 0, just below it (where exp(x) - 1 rounds), deep negatives, positives.
+    edges = torch.tensor([0.0, -1e-8, -1e-4, -0.5, -20.0, -100.0, 1e-8, 3.0], dtype=dtype)
+    x = torch.cat([edges, torch.randn(1000, dtype=dtype)]).requires_grad_()
+    reference = x.detach().clone().requires_grad_()
+    fast, plain = ELU()(x), torch.nn.functional.elu(reference)
+    weights = torch.randn_like(plain)
+    (fast * weights).sum().backward()
+    (plain * weights).sum().backward()
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(fast, plain, atol=eps, rtol=eps)
+    torch.testing.assert_close(x.grad, reference.grad, atol=4 * eps, rtol=4 * eps)
+
+
+def test_fast_elu_gradient_is_exact():
+    x = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ELU(), (x,))

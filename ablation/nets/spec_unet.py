@@ -68,6 +68,7 @@ from ablation.nets.blocks import (
     take,
     transposed_reads,
 )
+from ablation.nets.fast_ops import ELU
 from ablation.spectral import ISTFT, MAX_LOG_MAGNITUDE, STFT, compress, decompress, num_frames
 
 InputMode = Literal["magnitude", "complex"]
@@ -121,6 +122,8 @@ class SpecUNet(SeparationNet):
     """
 
     dimension = "2d"
+    # Masks are applied frames-major (see _masked_frames_major); False: bins-major.
+    fast_layout = True
 
     def __init__(
         self,
@@ -250,7 +253,9 @@ class SpecUNet(SeparationNet):
             outputs, "b (s c p) f n -> b s c f n p", s=self.sources, c=self.channels, p=parts
         )
         above = (0, 0, 0, self.stft.bins - self.bins)
-        if self.mask:
+        if self.mask and self.fast_layout:
+            estimates = self._masked_frames_major(outputs, spectrogram.unsqueeze(1))
+        elif self.mask:
             # Zero masks above the kept bins, times the whole spectrum: the same
             # estimates as padding them, without copying complex spectrograms.
             estimates = F.pad(self._mask(outputs, spectrogram.unsqueeze(1)), above)
@@ -258,6 +263,22 @@ class SpecUNet(SeparationNet):
         else:
             estimates = F.pad(self._spectrogram(outputs, spectrogram.unsqueeze(1)), above)
         return self.istft(estimates, length=mixture.shape[-1])
+
+    def _masked_frames_major(self, outputs: Tensor, mixture: Tensor) -> Tensor:
+        """Masks times the kept bins of ``mixture`` ``(b, 1, c, f, n)`` (the iSTFT
+        takes the bins above as zero), as ``(b, s, c, f, n)`` complex whose
+        memory runs along the bins.
+
+        The inverse FFT reads along the bins: built in that order, the masked
+        spectrogram needs no transposing copy before the iSTFT, and real masks
+        multiply the real and imaginary parts without becoming complex first.
+        """
+        masks = self._mask(outputs, mixture).transpose(-1, -2)
+        mixture = mixture.transpose(-1, -2).contiguous()
+        if masks.is_complex():
+            return (masks * mixture).transpose(-1, -2)
+        kept = masks.unsqueeze(-1) * torch.view_as_real(mixture)
+        return torch.view_as_complex(kept).transpose(-1, -2)
 
     def _features(self, spectrogram: Tensor) -> Tensor:
         """``(b, c, f, n)`` complex -> ``(b, c * parts, f, n)`` real."""
@@ -437,7 +458,7 @@ def _ratio_mask(estimates: Tensor) -> Tensor:
 
 def activation(name: str, slope: float) -> nn.Module:
     """``"leaky_relu"`` (with ``slope``), ``"relu"`` or ``"elu"``."""
-    return {"leaky_relu": lambda: nn.LeakyReLU(slope), "relu": nn.ReLU, "elu": nn.ELU}[name]()
+    return {"leaky_relu": lambda: nn.LeakyReLU(slope), "relu": nn.ReLU, "elu": ELU}[name]()
 
 
 def _down_level(
