@@ -161,3 +161,15 @@ def test_fast_elu_matches_torch_elu_in_value_and_gradient(dtype):
 def test_fast_elu_gradient_is_exact():
     x = torch.randn(40, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ELU(), (x,))
+
+
+@pytest.mark.parametrize("input_mode", ["magnitude", "complex"])
+def test_spec_unet_hands_the_istft_masked_spectra_along_the_bins(input_mode):
+    # The fast iSTFT runs only on spectra whose memory runs along the bins.
+    geometry = {"n_fft": 512, "hop_length": 128, "bins": 100}
+    net = build("spleeter-4stems", depth=2, filters=4, input_mode=input_mode, **geometry)
+    seen = []
+    net.istft.register_forward_pre_hook(lambda module, args: seen.append(args[0].stride(-2)))
+    with torch.no_grad():
+        net(0.3 * torch.randn(2, 2, 31 * 128))
+    assert seen == [1]

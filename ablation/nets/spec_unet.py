@@ -275,9 +275,10 @@ class SpecUNet(SeparationNet):
         """
         masks = self._mask(outputs, mixture).transpose(-1, -2)
         mixture = mixture.transpose(-1, -2).contiguous()
+        # The mixture first: the product takes its layout (contiguous is then free).
         if masks.is_complex():
-            return (masks * mixture).transpose(-1, -2)
-        kept = masks.unsqueeze(-1) * torch.view_as_real(mixture)
+            return (mixture * masks).contiguous().transpose(-1, -2)
+        kept = (torch.view_as_real(mixture) * masks.unsqueeze(-1)).contiguous()
         return torch.view_as_complex(kept).transpose(-1, -2)
 
     def _features(self, spectrogram: Tensor) -> Tensor:
