@@ -85,11 +85,17 @@ def _toy_data(argv: Sequence[str]) -> None:
     parser.add_argument("--train", type=int, default=10, help="tracks in train/ (default 10)")
     parser.add_argument("--test", type=int, default=4, help="tracks in test/ (default 4)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per track")
+    parser.add_argument(
+        "--test-duration", type=float, help="seconds per test track (default: --duration)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     from datamodules import make_toy_dataset
 
-    out = make_toy_dataset(args.out, args.train, args.test, args.duration, seed=args.seed)
+    out = make_toy_dataset(
+        args.out, args.train, args.test, args.duration, seed=args.seed,
+        test_duration=args.test_duration,
+    )  # fmt: skip
     print(f"toy dataset written to {out} ({args.train} train, {args.test} test tracks)")
 
 

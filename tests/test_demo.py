@@ -28,6 +28,17 @@ def test_toy_test_tracks_have_their_own_length_and_the_recipe_is_kept(tmp_path):
     assert toy_recipe(root)["test_duration"] == 0.5 and toy_recipe(root)["n_test"] == 2
 
 
+def test_toy_data_command_takes_a_test_track_length(tmp_path, capsys):
+    from ablation.cli import main
+
+    main(["toy-data", str(tmp_path / "toy"), "--train=1", "--test=1", "--duration=0.5",
+          "--test-duration=0.25"])  # fmt: skip
+    test_track = next((tmp_path / "toy" / "test").iterdir())
+    assert sf.info(test_track / "mixture.wav").frames == 11025
+    assert toy_recipe(tmp_path / "toy")["test_duration"] == 0.25
+    assert "1 train, 1 test tracks" in capsys.readouterr().out
+
+
 def test_a_toy_dataset_that_is_not_the_demos_is_stale(tmp_path):
     other = make_toy_dataset(tmp_path / "other", n_train=1, n_test=1, duration=0.5, progress=False)
     assert _stale_toy(other)
