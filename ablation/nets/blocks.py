@@ -271,20 +271,39 @@ def transposed_reads(conv: nn.Module, length: int, axis: int = 0) -> tuple[Tenso
 # compare the two, benchmarks time them).
 
 
+def on_cpu_fast(layer: nn.Module, x: Tensor) -> bool:
+    """Whether ``layer`` runs its fast layout on ``x``: switched on, and on the CPU
+    (on CUDA, cuDNN's plain layouts are the fast path)."""
+    return type(layer).fast_layout and x.device.type == "cpu"
+
+
+def time_major(x: Tensor) -> Tensor:
+    """``x: (batch, channels, time)`` stored time-major (the strides of
+    ``x.transpose(1, 2).contiguous().transpose(1, 2)``), copied only if it is not."""
+    return x.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def cat_channels(tensors: Sequence[Tensor]) -> Tensor:
+    """``torch.cat(tensors, dim=1)`` of ``(batch, channels, time)`` tensors, stored time-major."""
+    return torch.cat([x.transpose(1, 2) for x in tensors], dim=2).transpose(1, 2)
+
+
 class RowConv1d(nn.Conv1d):
-    """``nn.Conv1d`` computed as a one-row, channels-last ``Conv2d``.
+    """``nn.Conv1d`` computed as a one-row, channels-last ``Conv2d`` on the CPU.
 
     oneDNN's 2-D channels-last kernels run the long, narrow convolutions of a
-    Wave-U-Net about 25 % faster than its 1-D ones, backward included; the
-    result is turned back into the contiguous layout the rest of the net uses,
-    which costs less than the strided layout costs the ops after it.
+    Wave-U-Net faster than its 1-D ones, backward included. A one-row
+    channels-last image is a ``(batch, channels, time)`` tensor stored
+    time-major, so the input is taken and the output returned in that layout
+    (a transposed view: call ``.contiguous()`` where the plain one is needed);
+    a net whose other layers keep it converts nothing between convolutions.
     """
 
     fast_layout = True
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, in_channels, time) -> (batch, out_channels, time')``, as ``Conv1d``."""
-        if not self.fast_layout or self.padding_mode != "zeros":
+        if not on_cpu_fast(self, x) or self.padding_mode != "zeros":
             return super().forward(x)
         rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         padding = self.padding if isinstance(self.padding, str) else (0, *self.padding)
@@ -297,7 +316,7 @@ class RowConv1d(nn.Conv1d):
             (1, *self.dilation),
             self.groups,
         )
-        return out.squeeze(2).contiguous()
+        return out.squeeze(2)
 
 
 def fast_layout_classes(module: nn.Module) -> set[type]:
