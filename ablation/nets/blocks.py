@@ -277,17 +277,6 @@ def on_cpu_fast(layer: nn.Module, x: Tensor) -> bool:
     return type(layer).fast_layout and x.device.type == "cpu"
 
 
-def time_major(x: Tensor) -> Tensor:
-    """``x: (batch, channels, time)`` stored time-major (the strides of
-    ``x.transpose(1, 2).contiguous().transpose(1, 2)``), copied only if it is not."""
-    return x.transpose(1, 2).contiguous().transpose(1, 2)
-
-
-def cat_channels(tensors: Sequence[Tensor]) -> Tensor:
-    """``torch.cat(tensors, dim=1)`` of ``(batch, channels, time)`` tensors, stored time-major."""
-    return torch.cat([x.transpose(1, 2) for x in tensors], dim=2).transpose(1, 2)
-
-
 class RowConv1d(nn.Conv1d):
     """``nn.Conv1d`` computed as a one-row, channels-last ``Conv2d`` on the CPU.
 

@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ablation.nets import time_major
 from ablation.nets.blocks import (
     RowConv1d,
     SeparationNet,
-    cat_channels,
     ceil_to_multiple,
     center_crop,
     check_at_least,
@@ -52,7 +52,6 @@ from ablation.nets.blocks import (
     merge,
     on_cpu_fast,
     take,
-    time_major,
     transposed_reads,
 )
 
@@ -257,7 +256,10 @@ class WaveUNet(SeparationNet):
         time = self._check_mixture(mixture, context)
         padded, aligned_mixture, offset = self._pad(mixture, context, time)
         features = self._unet(padded)
-        features = self._cat([features, aligned_mixture])
+        if on_cpu_fast(self, features):
+            features = time_major.cat_channels([features, aligned_mixture])
+        else:
+            features = torch.cat([features, aligned_mixture], dim=1)
         estimates = self.output_activation(self.output_conv(features))
         estimates = rearrange(estimates, "b (s c) t -> b s c t", c=self.channels)
         if self.difference:
@@ -277,21 +279,29 @@ class WaveUNet(SeparationNet):
 
     def _unet(self, x: Tensor) -> Tensor:
         """``(batch, channels, input_length) -> (batch, filters, output_length)``."""
+        fast = on_cpu_fast(self, x)
         skips = []
         for conv, downsample in zip(self.down_convs, self.downsamplers, strict=True):
-            x = self.activation(conv(x))
+            x = self._activate(conv(x), fast)
             skips.append(x)
             x = downsample(x)
-        x = self.activation(self.bottleneck(x))
+        x = self._activate(self.bottleneck(x), fast)
         levels = zip(self.upsamplers, self.up_convs, skips, strict=True)
         for upsample, conv, skip in reversed(list(levels)):
             x = upsample(x)
-            x = self._cat([x, center_crop(skip, x.shape[-1])])
-            x = self.activation(conv(x))
+            if fast:
+                x = time_major.cat_cropped(x, skip)
+            else:
+                x = torch.cat([x, center_crop(skip, x.shape[-1])], dim=1)
+            x = self._activate(conv(x), fast)
         return x
 
-    def _cat(self, tensors: list[Tensor]) -> Tensor:
-        return cat_channels(tensors) if on_cpu_fast(self, tensors[0]) else torch.cat(tensors, 1)
+    def _activate(self, x: Tensor, fast: bool) -> Tensor:
+        # Without autograd, in place allocates no new feature map (with it,
+        # in place on the convolution's view would add copies to the backward).
+        if fast and not x.requires_grad:
+            return F.leaky_relu_(x, self.activation.negative_slope)
+        return self.activation(x)
 
 
 def _width(filters: int, growth: str, level: int) -> int:
@@ -330,7 +340,13 @@ def _upsampler(kind: str, width: int, valid: bool) -> nn.Module:
 
 
 class Decimate(nn.Module):
-    """Keep every other sample: ``(b, c, n) -> (b, c, ceil(n / 2))``."""
+    """Keep every other sample: ``(b, c, n) -> (b, c, ceil(n / 2))``.
+
+    On the CPU the result and its gradient are stored time-major (see
+    :mod:`ablation.nets.time_major`).
+    """
+
+    fast_layout = True
 
     @staticmethod
     def in_length(length: int) -> int:
@@ -345,7 +361,7 @@ class Decimate(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, channels, n) -> (batch, channels, ceil(n / 2))``."""
-        return x[..., ::2]
+        return time_major.decimate(x) if on_cpu_fast(self, x) else x[..., ::2]
 
 
 class StridedDownsample(nn.Module):
@@ -376,9 +392,10 @@ class LinearUpsample(nn.Module):
     """Linear interpolation by 2. Valid: ``n -> 2n - 1`` through the old samples
     (``align_corners=True``, as the paper); same: ``n -> 2n``.
 
-    On the CPU it interpolates the one-row channels-last image of a time-major
-    input (see :class:`RowConv1d`), whose kernels, backward included, run
-    several times faster than the 1-D ones and keep that layout.
+    On the CPU it works on the time-major layout (see
+    :mod:`ablation.nets.time_major`): valid, with its own forward and
+    backward; same, as bilinear interpolation of the one-row channels-last
+    image, whose kernels run several times faster than the 1-D ones.
     """
 
     fast_layout = True
@@ -405,7 +422,9 @@ class LinearUpsample(nn.Module):
         length = 2 * x.shape[-1] - 1 if self.valid else 2 * x.shape[-1]
         if not on_cpu_fast(self, x):
             return F.interpolate(x, size=length, mode="linear", align_corners=self.valid)
-        rows = time_major(x).unsqueeze(2)
+        if self.valid:
+            return time_major.interpolate_through(x)
+        rows = time_major.time_major(x).unsqueeze(2)
         out = F.interpolate(rows, size=(1, length), mode="bilinear", align_corners=self.valid)
         return out.squeeze(2)
 
