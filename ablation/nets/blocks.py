@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ablation.nets import time_major
+
 
 class SeparationNet(nn.Module):
     """Base of every separation net: ``forward(mixture) -> estimates`` plus figures to log.
@@ -289,11 +291,18 @@ class RowConv1d(nn.Conv1d):
     """
 
     fast_layout = True
+    # oneDNN computes the weight gradient of these valid, stride-1 shapes more
+    # slowly than torch's GEMM does (time_major.row_conv): kernel 15 at 2.5x,
+    # kernel 5 from 120 input channels at 1.1-1.2x; 72 or fewer, kernel 5: slower.
+    # (AMD EPYC with AVX-512, one thread, the Wave-U-Net at 44.1 kHz.)
+    gemm_weight_gradient = True
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, in_channels, time) -> (batch, out_channels, time')``, as ``Conv1d``."""
         if not on_cpu_fast(self, x) or self.padding_mode != "zeros":
             return super().forward(x)
+        if self._gemm_pays(x):
+            return time_major.row_conv(x, self.weight, self.bias)
         rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         padding = self.padding if isinstance(self.padding, str) else (0, *self.padding)
         out = F.conv2d(
@@ -306,6 +315,11 @@ class RowConv1d(nn.Conv1d):
             self.groups,
         )
         return out.squeeze(2)
+
+    def _gemm_pays(self, x: Tensor) -> bool:
+        plain = (self.stride, self.dilation, self.groups, self.padding) == ((1,), (1,), 1, (0,))
+        large = self.kernel_size[0] >= 9 or self.in_channels >= 96
+        return self.gemm_weight_gradient and plain and large and torch.is_grad_enabled()
 
 
 def fast_layout_classes(module: nn.Module) -> set[type]:

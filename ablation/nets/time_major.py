@@ -14,6 +14,7 @@ conversion at the next convolution; hence the custom functions below.
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -116,3 +117,69 @@ def interpolate_through(x: Tensor) -> Tensor:
     """``F.interpolate(x, size=2n - 1, mode="linear", align_corners=True)`` for
     ``x: (batch, channels, n)``, time-major."""
     return _Interpolate.apply(x)
+
+
+class _RowConv(torch.autograd.Function):
+    """A valid, stride-1 ``conv1d`` as oneDNN's one-row channels-last ``conv2d``,
+    whose weight gradient is computed by torch's GEMM (:func:`_weight_gradient`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        ctx.save_for_backward(rows, weight)
+        ctx.has_bias = bias is not None
+        return F.conv2d(rows, weight.unsqueeze(2), bias).squeeze(2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        rows, weight = ctx.saved_tensors
+        grad_rows = grad.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad_rows, rows, weight.unsqueeze(2), None, (1, 1), (0, 0), (1, 1),
+                False, (0, 0), 1, (True, False, False),
+            )[0].squeeze(2)  # fmt: skip
+        frames, grad_frames = rows.squeeze(2).transpose(1, 2), grad_rows.squeeze(2).transpose(1, 2)
+        if ctx.needs_input_grad[1]:
+            grad_weight = _weight_gradient(frames, grad_frames, weight.shape[-1])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_frames.sum((0, 1))
+        return grad_x, grad_weight, grad_bias
+
+
+def _weight_gradient(frames: Tensor, grad_frames: Tensor, kernel: int) -> Tensor:
+    """Weight gradient of a valid, stride-1 ``conv1d`` with ``kernel`` taps from
+    its time-major input ``frames: (batch, time, in)`` and output gradient
+    ``grad_frames: (batch, time - kernel + 1, out)``: ``(out, in, kernel)``.
+
+    It is the product of the output gradient and the input's columns (row
+    ``n`` holds input frames ``n .. n + kernel - 1``), summed over batch and
+    time. Those columns are never copied: the rows ``n = kernel * m + phase``
+    of one phase are consecutive, non-overlapping slices of the time-major
+    input, an ordinary strided matrix. So one GEMM per phase and batch item,
+    plus one for the last ``< kernel`` rows, does it all.
+    """
+    batch, time, channels = frames.shape
+    outputs, out_channels = grad_frames.shape[1], grad_frames.shape[2]
+    width, groups = kernel * channels, outputs // kernel
+    total = frames.new_zeros(out_channels, width)
+    for item in range(batch):
+        x, g = frames[item], grad_frames[item]
+        for phase in range(kernel):
+            columns = x.as_strided(
+                (groups, width), (width, 1), x.storage_offset() + phase * channels
+            )
+            total.addmm_(g[phase : kernel * groups : kernel].t(), columns)
+        tail = outputs - kernel * groups
+        if tail:
+            start = x.storage_offset() + kernel * groups * channels
+            columns = x.as_strided((tail, width), (channels, 1), start).contiguous()
+            total.addmm_(g[kernel * groups :].t(), columns)
+    return total.view(out_channels, kernel, channels).transpose(1, 2).contiguous()
+
+
+def row_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.conv1d(x, weight, bias)`` (valid, stride 1) for a time-major
+    ``x: (batch, in, time)``, time-major, its weight gradient by GEMM."""
+    return _RowConv.apply(x, weight, bias)
