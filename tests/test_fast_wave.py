@@ -133,14 +133,14 @@ def is_time_major(x: torch.Tensor) -> bool:
     return x.transpose(1, 2).is_contiguous()
 
 
+def interpolate(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=2 * x.shape[-1] - 1, mode="linear", align_corners=True)
+
+
 @pytest.mark.parametrize(
     ("function", "reference", "length"),
     [
-        (
-            time_major.interpolate_through,
-            lambda x: F.interpolate(x, size=2 * x.shape[-1] - 1, mode="linear", align_corners=True),
-            7,
-        ),
+        (time_major.interpolate_through, interpolate, 7),
         (time_major.decimate, lambda x: x[..., ::2], 7),
         (time_major.decimate, lambda x: x[..., ::2], 8),
     ],
@@ -156,15 +156,21 @@ def test_time_major_functions_match_torch_and_their_gradients(function, referenc
         assert is_time_major(gradient)
 
 
-def test_cat_cropped_matches_torch_and_its_gradient():
+@pytest.mark.parametrize(("interpolated", "reference"), [(False, lambda a: a), (True, interpolate)])
+def test_cat_cropped_matches_torch_and_its_gradient(interpolated, reference):
     torch.manual_seed(0)
-    a, b = strided_input(2, 3, 5), strided_input(2, 4, 9)
-    out = time_major.cat_cropped(a, b)
+    a, b = strided_input(2, 3, 5), strided_input(2, 4, 13)
+    out = time_major.cat_cropped(a, b, interpolated)
     assert is_time_major(out)
-    torch.testing.assert_close(out, torch.cat([a, center_crop(b, 5)], dim=1))
+    expected = torch.cat([reference(a), center_crop(b, out.shape[-1])], dim=1)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     a.requires_grad_(), b.requires_grad_()
-    assert torch.autograd.gradcheck(time_major.cat_cropped, (a, b))
-    assert all(map(is_time_major, torch.autograd.grad(time_major.cat_cropped(a, b).sum(), b)))
+    assert torch.autograd.gradcheck(time_major.cat_cropped, (a, b, interpolated))
+    upstream = strided_input(*out.shape)
+    gradients = torch.autograd.grad(time_major.cat_cropped(a, b, interpolated), (a, b), upstream)
+    # a's gradient, unless interpolated, is a view of the concatenation's: time-major rows.
+    assert is_time_major(gradients[1]) and gradients[0].stride(1) == 1
+    assert is_time_major(gradients[0]) or not interpolated
 
 
 def test_cat_cropped_names_a_crop_it_cannot_make():

@@ -29,14 +29,26 @@ def _empty(batch: int, channels: int, time: int, like: Tensor) -> Tensor:
 
 
 class _CatCropped(torch.autograd.Function):
-    """``torch.cat([a, center_crop(b, a.shape[-1])], dim=1)``, time-major."""
+    """``torch.cat([a, center_crop(b, a.shape[-1])], dim=1)``, time-major; with
+    ``interpolate``, ``a`` is first interpolated (:func:`interpolate_through`)
+    straight into the concatenation, never stored apart."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, start: int) -> Tensor:
-        out = _empty(a.shape[0], a.shape[1] + b.shape[1], a.shape[-1], a)
-        out[:, : a.shape[1]] = a
-        out[:, a.shape[1] :] = b[..., start : start + a.shape[-1]]
-        ctx.split, ctx.start, ctx.b_length = a.shape[1], start, b.shape[-1]
+    def forward(ctx, a: Tensor, b: Tensor, interpolate: bool) -> Tensor:
+        length = 2 * a.shape[-1] - 1 if interpolate else a.shape[-1]
+        out = _empty(a.shape[0], a.shape[1] + b.shape[1], length, a)
+        if interpolate:
+            _interpolate_into(out[:, : a.shape[1]], a)
+        else:
+            out[:, : a.shape[1]] = a
+        start = _crop_start(b.shape[-1], length)
+        out[:, a.shape[1] :] = b[..., start : start + length]
+        ctx.split, ctx.start, ctx.b_length, ctx.interpolate = (
+            a.shape[1],
+            start,
+            b.shape[-1],
+            interpolate,
+        )
         return out
 
     @staticmethod
@@ -44,6 +56,7 @@ class _CatCropped(torch.autograd.Function):
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_a = grad[:, : ctx.split]
+            grad_a = _interpolate_backward(grad_a) if ctx.interpolate else grad_a
         if ctx.needs_input_grad[1]:
             batch, channels, length = grad.shape
             grad_b = _empty(batch, channels - ctx.split, ctx.b_length, grad)
@@ -54,13 +67,22 @@ class _CatCropped(torch.autograd.Function):
         return grad_a, grad_b, None
 
 
-def cat_cropped(a: Tensor, b: Tensor) -> Tensor:
-    """``torch.cat([a, center_crop(b, a.shape[-1])], dim=1)`` stored time-major:
-    ``a: (batch, ca, n)``, ``b: (batch, cb, m)`` with ``m - n`` even and >= 0."""
-    excess = b.shape[-1] - a.shape[-1]
+def _crop_start(length: int, cropped: int) -> int:
+    """Where a centre crop of ``length`` samples to ``cropped`` starts."""
+    excess = length - cropped
     if excess < 0 or excess % 2:
-        raise ValueError(f"cannot centre-crop size {b.shape[-1]} to {a.shape[-1]}.")
-    return _CatCropped.apply(a, b, excess // 2)
+        raise ValueError(f"cannot centre-crop size {length} to {cropped}.")
+    return excess // 2
+
+
+def cat_cropped(a: Tensor, b: Tensor, interpolate: bool = False) -> Tensor:
+    """``torch.cat([a, center_crop(b, a.shape[-1])], dim=1)`` stored time-major,
+    for ``a: (batch, ca, n)``, ``b: (batch, cb, m)`` with ``m - n`` even and >= 0.
+
+    With ``interpolate``, ``a`` is replaced by :func:`interpolate_through` of it
+    (``2n - 1`` samples), computed in place in the concatenation.
+    """
+    return _CatCropped.apply(a, b, interpolate)
 
 
 def cat_channels(tensors: Sequence[Tensor]) -> Tensor:
@@ -96,21 +118,29 @@ class _Interpolate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         out = _empty(x.shape[0], x.shape[1], 2 * x.shape[-1] - 1, x)
-        out[..., ::2] = x
-        between = out[..., 1::2]
-        torch.add(x[..., :-1], x[..., 1:], out=between)
-        between.mul_(0.5)
+        _interpolate_into(out, x)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
-        batch, channels, length = grad.shape
-        out = _empty(batch, channels, (length + 1) // 2, grad)
-        out.copy_(grad[..., ::2])
-        half = grad[..., 1::2] * 0.5
-        out[..., :-1] += half
-        out[..., 1:] += half
-        return out
+        return _interpolate_backward(grad)
+
+
+def _interpolate_into(out: Tensor, x: Tensor) -> None:
+    out[..., ::2] = x
+    between = out[..., 1::2]
+    torch.add(x[..., :-1], x[..., 1:], out=between)
+    between.mul_(0.5)
+
+
+def _interpolate_backward(grad: Tensor) -> Tensor:
+    batch, channels, length = grad.shape
+    out = _empty(batch, channels, (length + 1) // 2, grad)
+    out.copy_(grad[..., ::2])
+    half = grad[..., 1::2] * 0.5
+    out[..., :-1] += half
+    out[..., 1:] += half
+    return out
 
 
 def interpolate_through(x: Tensor) -> Tensor:

@@ -288,10 +288,10 @@ class WaveUNet(SeparationNet):
         x = self._activate(self.bottleneck(x), fast)
         levels = zip(self.upsamplers, self.up_convs, skips, strict=True)
         for upsample, conv, skip in reversed(list(levels)):
-            x = upsample(x)
             if fast:
-                x = time_major.cat_cropped(x, skip)
+                x = _upsample_and_cat(upsample, x, skip)
             else:
+                x = upsample(x)
                 x = torch.cat([x, center_crop(skip, x.shape[-1])], dim=1)
             x = self._activate(conv(x), fast)
         return x
@@ -483,6 +483,14 @@ class TransposedUpsample(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, width, n) -> (batch, width, 2n - 1 or 2n)``."""
         return self.conv(x)
+
+
+def _upsample_and_cat(upsample: nn.Module, x: Tensor, skip: Tensor) -> Tensor:
+    """``cat([upsample(x), center_crop(skip)])`` time-major; valid linear
+    interpolation is written straight into the concatenation."""
+    if isinstance(upsample, LinearUpsample) and upsample.valid and on_cpu_fast(upsample, x):
+        return time_major.cat_cropped(x, skip, interpolate=True)
+    return time_major.cat_cropped(upsample(x), skip)
 
 
 def _neighbours(outputs: int, length: int) -> tuple[Tensor, Tensor]:
