@@ -178,15 +178,17 @@ def test_cat_cropped_names_a_crop_it_cannot_make():
         time_major.cat_cropped(torch.zeros(1, 1, 5), torch.zeros(1, 1, 4))
 
 
-@pytest.mark.parametrize(("kernel", "length"), [(3, 11), (5, 9), (1, 4)])
-def test_row_conv_matches_conv1d_and_its_gradients(kernel, length):
+@pytest.mark.parametrize(
+    ("kernel", "length", "padding"), [(3, 11, 0), (5, 9, 0), (1, 4, 0), (5, 8, 2)]
+)
+def test_row_conv_matches_conv1d_and_its_gradients(kernel, length, padding):
     # length - kernel + 1 outputs: a whole number of kernels or not (the tail rows).
     torch.manual_seed(0)
     x = strided_input(2, 3, length).requires_grad_()
     weight = torch.randn(4, 3, kernel, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    out = time_major.row_conv(x, weight, bias)
+    out = time_major.row_conv(x, weight, bias, padding)
     assert is_time_major(out)
-    torch.testing.assert_close(out, F.conv1d(x, weight, bias))
-    assert torch.autograd.gradcheck(time_major.row_conv, (x, weight, bias))
-    assert torch.autograd.gradcheck(time_major.row_conv, (x.detach(), weight, None))
+    torch.testing.assert_close(out, F.conv1d(x, weight, bias, padding=padding))
+    assert torch.autograd.gradcheck(time_major.row_conv, (x, weight, bias, padding))
+    assert torch.autograd.gradcheck(time_major.row_conv, (x.detach(), weight, None, padding))

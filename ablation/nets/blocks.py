@@ -291,7 +291,7 @@ class RowConv1d(nn.Conv1d):
     """
 
     fast_layout = True
-    # oneDNN computes the weight gradient of these valid, stride-1 shapes more
+    # oneDNN computes the weight gradient of these stride-1 shapes more
     # slowly than torch's GEMM does (time_major.row_conv): kernel 15 at 2.5x,
     # kernel 5 from 120 input channels at 1.1-1.2x; 72 or fewer, kernel 5: slower.
     # (AMD EPYC with AVX-512, one thread, the Wave-U-Net at 44.1 kHz.)
@@ -302,7 +302,7 @@ class RowConv1d(nn.Conv1d):
         if not on_cpu_fast(self, x) or self.padding_mode != "zeros":
             return super().forward(x)
         if self._gemm_pays(x):
-            return time_major.row_conv(x, self.weight, self.bias)
+            return time_major.row_conv(x, self.weight, self.bias, self.padding[0])
         rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         padding = self.padding if isinstance(self.padding, str) else (0, *self.padding)
         out = F.conv2d(
@@ -317,7 +317,8 @@ class RowConv1d(nn.Conv1d):
         return out.squeeze(2)
 
     def _gemm_pays(self, x: Tensor) -> bool:
-        plain = (self.stride, self.dilation, self.groups, self.padding) == ((1,), (1,), 1, (0,))
+        plain = (self.stride, self.dilation, self.groups) == ((1,), (1,), 1)
+        plain = plain and not isinstance(self.padding, str)
         large = self.kernel_size[0] >= 9 or self.in_channels >= 96
         return self.gemm_weight_gradient and plain and large and torch.is_grad_enabled()
 

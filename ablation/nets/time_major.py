@@ -150,37 +150,39 @@ def interpolate_through(x: Tensor) -> Tensor:
 
 
 class _RowConv(torch.autograd.Function):
-    """A valid, stride-1 ``conv1d`` as oneDNN's one-row channels-last ``conv2d``,
-    whose weight gradient is computed by torch's GEMM (:func:`_weight_gradient`)."""
+    """A stride-1 ``conv1d`` as oneDNN's one-row channels-last ``conv2d``, whose
+    weight gradient is computed by torch's GEMM (:func:`_weight_gradient`)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: int) -> Tensor:
         rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         ctx.save_for_backward(rows, weight)
-        ctx.has_bias = bias is not None
-        return F.conv2d(rows, weight.unsqueeze(2), bias).squeeze(2)
+        ctx.has_bias, ctx.padding = bias is not None, padding
+        return F.conv2d(rows, weight.unsqueeze(2), bias, padding=(0, padding)).squeeze(2)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         rows, weight = ctx.saved_tensors
         grad_rows = grad.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
-                grad_rows, rows, weight.unsqueeze(2), None, (1, 1), (0, 0), (1, 1),
+                grad_rows, rows, weight.unsqueeze(2), None, (1, 1), (0, ctx.padding), (1, 1),
                 False, (0, 0), 1, (True, False, False),
             )[0].squeeze(2)  # fmt: skip
         frames, grad_frames = rows.squeeze(2).transpose(1, 2), grad_rows.squeeze(2).transpose(1, 2)
+        if ctx.needs_input_grad[1] and ctx.padding:
+            frames = F.pad(frames, (0, 0, ctx.padding, ctx.padding))
         if ctx.needs_input_grad[1]:
             grad_weight = _weight_gradient(frames, grad_frames, weight.shape[-1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_frames.sum((0, 1))
-        return grad_x, grad_weight, grad_bias
+        return grad_x, grad_weight, grad_bias, None
 
 
 def _weight_gradient(frames: Tensor, grad_frames: Tensor, kernel: int) -> Tensor:
     """Weight gradient of a valid, stride-1 ``conv1d`` with ``kernel`` taps from
-    its time-major input ``frames: (batch, time, in)`` and output gradient
+    its time-major (zero-padded) input ``frames: (batch, time, in)`` and output gradient
     ``grad_frames: (batch, time - kernel + 1, out)``: ``(out, in, kernel)``.
 
     It is the product of the output gradient and the input's columns (row
@@ -209,7 +211,7 @@ def _weight_gradient(frames: Tensor, grad_frames: Tensor, kernel: int) -> Tensor
     return total.view(out_channels, kernel, channels).transpose(1, 2).contiguous()
 
 
-def row_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``F.conv1d(x, weight, bias)`` (valid, stride 1) for a time-major
+def row_conv(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int = 0) -> Tensor:
+    """``F.conv1d(x, weight, bias, padding=padding)`` (stride 1) for a time-major
     ``x: (batch, in, time)``, time-major, its weight gradient by GEMM."""
-    return _RowConv.apply(x, weight, bias)
+    return _RowConv.apply(x, weight, bias, padding)
