@@ -192,3 +192,19 @@ def test_row_conv_matches_conv1d_and_its_gradients(kernel, length, padding):
     torch.testing.assert_close(out, F.conv1d(x, weight, bias, padding=padding))
     assert torch.autograd.gradcheck(time_major.row_conv, (x, weight, bias, padding))
     assert torch.autograd.gradcheck(time_major.row_conv, (x.detach(), weight, None, padding))
+
+
+def test_fast_path_trains_under_bf16_autocast(monkeypatch):
+    # The sweeps train in bf16-mixed: the fast path must give the plain path's step there too.
+    torch.manual_seed(0)
+    net = build("wave-unet-m6", depth=3, filters=6)
+    mixture = 0.3 * torch.randn(2, 2, 1201)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = run(net, mixture)
+        with switched_off(monkeypatch, net):
+            reference = run(net, mixture)
+    assert_within(fast[0], reference[0], reference[0].abs().max(), 0.03, "bf16 estimates")
+    largest = max(g.abs().max() for g in reference[1:])
+    for a, b in zip(fast[1:], reference[1:], strict=True):
+        assert a.dtype == b.dtype
+        assert_within(a, b, largest, 0.03, "bf16 gradient")

@@ -320,7 +320,15 @@ class RowConv1d(nn.Conv1d):
         plain = (self.stride, self.dilation, self.groups) == ((1,), (1,), 1)
         plain = plain and not isinstance(self.padding, str)
         large = self.kernel_size[0] >= 9 or self.in_channels >= 96
-        return self.gemm_weight_gradient and plain and large and torch.is_grad_enabled()
+        # Under autocast the convolution runs in another dtype than its saved input.
+        autocast = torch.is_autocast_enabled(x.device.type) or x.dtype != torch.float32
+        return (
+            self.gemm_weight_gradient
+            and plain
+            and large
+            and torch.is_grad_enabled()
+            and not autocast
+        )
 
 
 def fast_layout_classes(module: nn.Module) -> set[type]:
