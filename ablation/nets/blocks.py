@@ -288,6 +288,8 @@ class RowConv1d(nn.Conv1d):
     time-major, so the input is taken and the output returned in that layout
     (a transposed view: call ``.contiguous()`` where the plain one is needed);
     a net whose other layers keep it converts nothing between convolutions.
+    In training, the weight gradient of the shapes where that pays is
+    computed by torch's GEMM (:func:`ablation.nets.time_major.row_conv`).
     """
 
     fast_layout = True
