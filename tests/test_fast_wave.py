@@ -155,21 +155,40 @@ def test_time_major_functions_match_torch_and_their_gradients(function, referenc
         assert is_time_major(gradient)
 
 
-@pytest.mark.parametrize(("interpolated", "reference"), [(False, lambda a: a), (True, interpolate)])
-def test_cat_cropped_matches_torch_and_its_gradient(interpolated, reference):
+def test_cat_cropped_matches_torch_and_its_gradient():
     torch.manual_seed(0)
     a, b = strided_input(2, 3, 5), strided_input(2, 4, 13)
-    out = time_major.cat_cropped(a, b, interpolated)
+    out = time_major.cat_cropped(a, b)
     assert is_time_major(out)
-    expected = torch.cat([reference(a), center_crop(b, out.shape[-1])], dim=1)
-    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, torch.cat([a, center_crop(b, 5)], dim=1), rtol=0, atol=0)
     a.requires_grad_(), b.requires_grad_()
-    assert torch.autograd.gradcheck(time_major.cat_cropped, (a, b, interpolated))
+    assert torch.autograd.gradcheck(time_major.cat_cropped, (a, b))
     upstream = strided_input(*out.shape)
-    gradients = torch.autograd.grad(time_major.cat_cropped(a, b, interpolated), (a, b), upstream)
-    # a's gradient, unless interpolated, is a view of the concatenation's: time-major rows.
+    gradients = torch.autograd.grad(time_major.cat_cropped(a, b), (a, b), upstream)
+    # a's gradient is a view of the concatenation's: time-major rows.
     assert is_time_major(gradients[1]) and gradients[0].stride(1) == 1
-    assert is_time_major(gradients[0]) or not interpolated
+
+
+@pytest.mark.parametrize(
+    ("kernel", "length", "skip_length"), [(5, 9, 21), (3, 6, 13), (15, 12, 25)]
+)
+def test_conv_interpolated_is_the_convolution_of_the_concatenation(kernel, length, skip_length):
+    torch.manual_seed(0)
+    x, skip = strided_input(2, 3, length), strided_input(2, 2, skip_length)
+    weight = torch.randn(4, 5, kernel, dtype=torch.float64)
+    bias = torch.randn(4, dtype=torch.float64)
+    out = time_major.conv_interpolated(x, skip, weight, bias)
+    upsampled = interpolate(x)
+    expected = F.conv1d(
+        torch.cat([upsampled, center_crop(skip, upsampled.shape[-1])], 1), weight, bias
+    )
+    assert is_time_major(out)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    inputs = [t.requires_grad_() for t in (x, skip, weight, bias)]
+    check = functools.partial(
+        torch.autograd.gradcheck, time_major.conv_interpolated, fast_mode=True
+    )
+    assert check(inputs)
 
 
 def test_cat_cropped_names_a_crop_it_cannot_make():
@@ -178,16 +197,19 @@ def test_cat_cropped_names_a_crop_it_cannot_make():
 
 
 @pytest.mark.parametrize(
-    ("kernel", "length", "padding"), [(3, 11, 0), (5, 9, 0), (1, 4, 0), (5, 8, 2)]
+    ("kernel", "length", "padding", "gemm"),
+    [(9, 20, 0, True), (9, 26, 0, True), (9, 10, 4, True), (5, 9, 0, False), (1, 4, 0, False)],
 )
-def test_row_conv_matches_conv1d_and_its_gradients(kernel, length, padding):
-    # length - kernel + 1 outputs: a whole number of kernels or not (the tail rows).
+def test_row_conv_matches_conv1d_and_its_gradients(kernel, length, padding, gemm):
+    # Kernel 9 takes the GEMM weight gradient: outputs a whole number of kernels
+    # long (26 - 9 + 1) or not (the tail rows), and zero-padded.
     torch.manual_seed(0)
     x = strided_input(2, 3, length).requires_grad_()
     weight = torch.randn(4, 3, kernel, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
     out = time_major.row_conv(x, weight, bias, padding)
     assert is_time_major(out)
+    assert (type(out.grad_fn).__name__ == "_RowConvBackward") == gemm
     torch.testing.assert_close(out, F.conv1d(x, weight, bias, padding=padding))
     # Fast mode (random projections of the Jacobian): torch's float64 convolutions
     # take milliseconds a call, too slow for one call per Jacobian entry.

@@ -293,18 +293,18 @@ class RowConv1d(nn.Conv1d):
     """
 
     fast_layout = True
-    # oneDNN computes the weight gradient of these stride-1 shapes more
-    # slowly than torch's GEMM does (time_major.row_conv): kernel 15 at 2.5x,
-    # kernel 5 from 120 input channels at 1.1-1.2x; 72 or fewer, kernel 5: slower.
-    # (AMD EPYC with AVX-512, one thread, the Wave-U-Net at 44.1 kHz.)
+    # In training, the weight gradient by torch's GEMM where that pays.
     gemm_weight_gradient = True
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, in_channels, time) -> (batch, out_channels, time')``, as ``Conv1d``."""
         if not on_cpu_fast(self, x) or self.padding_mode != "zeros":
             return super().forward(x)
-        if self._gemm_pays(x):
-            return time_major.row_conv(x, self.weight, self.bias, self.padding[0])
+        plain = (self.stride, self.dilation, self.groups) == ((1,), (1,), 1)
+        if plain and not isinstance(self.padding, str):
+            return time_major.row_conv(
+                x, self.weight, self.bias, self.padding[0], self.gemm_weight_gradient
+            )
         rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         padding = self.padding if isinstance(self.padding, str) else (0, *self.padding)
         out = F.conv2d(
@@ -317,20 +317,6 @@ class RowConv1d(nn.Conv1d):
             self.groups,
         )
         return out.squeeze(2)
-
-    def _gemm_pays(self, x: Tensor) -> bool:
-        plain = (self.stride, self.dilation, self.groups) == ((1,), (1,), 1)
-        plain = plain and not isinstance(self.padding, str)
-        large = self.kernel_size[0] >= 9 or self.in_channels >= 96
-        # Under autocast the convolution runs in another dtype than its saved input.
-        autocast = torch.is_autocast_enabled(x.device.type) or x.dtype != torch.float32
-        return (
-            self.gemm_weight_gradient
-            and plain
-            and large
-            and torch.is_grad_enabled()
-            and not autocast
-        )
 
 
 def fast_layout_classes(module: nn.Module) -> set[type]:

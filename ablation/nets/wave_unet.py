@@ -288,12 +288,7 @@ class WaveUNet(SeparationNet):
         x = self._activate(self.bottleneck(x), fast)
         levels = zip(self.upsamplers, self.up_convs, skips, strict=True)
         for upsample, conv, skip in reversed(list(levels)):
-            if fast:
-                x = _upsample_and_cat(upsample, x, skip)
-            else:
-                x = upsample(x)
-                x = torch.cat([x, center_crop(skip, x.shape[-1])], dim=1)
-            x = self._activate(conv(x), fast)
+            x = self._activate(_up_level(upsample, conv, x, skip, fast), fast)
         return x
 
     def _activate(self, x: Tensor, fast: bool) -> Tensor:
@@ -485,12 +480,17 @@ class TransposedUpsample(nn.Module):
         return self.conv(x)
 
 
-def _upsample_and_cat(upsample: nn.Module, x: Tensor, skip: Tensor) -> Tensor:
-    """``cat([upsample(x), center_crop(skip)])`` time-major; valid linear
-    interpolation is written straight into the concatenation."""
-    if isinstance(upsample, LinearUpsample) and upsample.valid and on_cpu_fast(upsample, x):
-        return time_major.cat_cropped(x, skip, interpolate=True)
-    return time_major.cat_cropped(upsample(x), skip)
+def _up_level(upsample: nn.Module, conv: nn.Module, x: Tensor, skip: Tensor, fast: bool):
+    """``conv(cat([upsample(x), center_crop(skip)]))``, time-major when ``fast``;
+    there, valid linear interpolation is folded into the convolution's taps."""
+    if not fast:
+        x = upsample(x)
+        return conv(torch.cat([x, center_crop(skip, x.shape[-1])], dim=1))
+    linear = isinstance(upsample, LinearUpsample) and upsample.valid
+    if linear and on_cpu_fast(upsample, x) and on_cpu_fast(conv, x):
+        gemm = conv.gemm_weight_gradient
+        return time_major.conv_interpolated(x, skip, conv.weight, conv.bias, gemm)
+    return conv(time_major.cat_cropped(upsample(x), skip))
 
 
 def _neighbours(outputs: int, length: int) -> tuple[Tensor, Tensor]:
