@@ -9,6 +9,12 @@ gradients in that layout too, so a net that uses them between its
 convolutions converts nothing, forward or backward. Autograd's own backward
 of a slice or of ``torch.cat`` writes the plain layout, which costs a
 conversion at the next convolution; hence the custom functions below.
+
+The convolutions themselves: :func:`row_conv` (oneDNN's forward and input
+gradient, torch's GEMM for the weight gradient where that is faster) and
+:func:`conv_interpolated`, the Wave-U-Net's up level (interpolate,
+concatenate the skip, convolve) as two convolutions with fewer
+multiplications and nothing stored in between.
 """
 
 from collections.abc import Sequence

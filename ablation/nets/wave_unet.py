@@ -89,7 +89,7 @@ class WaveUNet(SeparationNet):
     """
 
     dimension = "1d"
-    # On the CPU, concatenations are written time-major, the layout RowConv1d reads.
+    # On the CPU: the time-major layout between layers (see ablation.nets.time_major).
     fast_layout = True
 
     def __init__(
