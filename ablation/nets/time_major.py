@@ -200,6 +200,9 @@ def row_conv(
     """``F.conv1d(x, weight, bias, padding=padding)`` (stride 1) for a time-major
     ``x: (batch, in, time)``, as oneDNN's one-row channels-last ``conv2d``,
     time-major; with ``gemm``, its weight gradient by torch's GEMM where that pays."""
+    if weight.shape[-1] == 1 and padding == 0:
+        # A 1x1 convolution is a matrix product (torch takes a slow path for it).
+        return F.linear(x.transpose(1, 2), weight.squeeze(-1), bias).transpose(1, 2)
     if gemm and _gemm_pays(x, weight):
         return _RowConv.apply(x, weight, bias, padding)
     rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
