@@ -198,11 +198,18 @@ def test_cat_cropped_names_a_crop_it_cannot_make():
 
 @pytest.mark.parametrize(
     ("kernel", "length", "padding", "gemm"),
-    [(9, 20, 0, True), (9, 26, 0, True), (9, 10, 4, True), (5, 9, 0, False), (1, 4, 0, False)],
+    [
+        (9, 20, 0, True),
+        (9, 26, 0, True),
+        (9, 12, 0, True),
+        (9, 10, 4, True),
+        (5, 9, 0, False),
+        (1, 4, 0, False),
+    ],
 )
 def test_row_conv_matches_conv1d_and_its_gradients(kernel, length, padding, gemm):
     # Kernel 9 takes the GEMM weight gradient: outputs a whole number of kernels
-    # long (26 - 9 + 1) or not (the tail rows), and zero-padded.
+    # long (26 - 9 + 1), or not (tail rows, only tail rows), and zero-padded.
     torch.manual_seed(0)
     x = strided_input(2, 3, length).requires_grad_()
     weight = torch.randn(4, 3, kernel, dtype=torch.float64, requires_grad=True)
