@@ -233,8 +233,9 @@ def conv_interpolated(
     two neighbours of ``x``, so it is a convolution of ``x`` itself whose
     ``kernel // 2 + 2`` taps (:func:`_polyphase_weight`) combine the weight's:
     both phases are one convolution of ``x`` with twice the outputs, its
-    time-major output rows the interleaved phases (a free reshape), 20 % fewer
-    multiplications than on the interpolated input. The skip's part is
+    time-major output rows the interleaved phases (a free reshape), with
+    ``kernel + 3`` taps per output pair instead of ``2 * kernel`` (20 % fewer
+    multiplications at kernel 5). The skip's part is
     convolved uncropped and its output cropped, which reads the same samples.
     """
     batch, kernel = x.shape[0], weight.shape[-1]

@@ -480,7 +480,7 @@ class TransposedUpsample(nn.Module):
         return self.conv(x)
 
 
-def _up_level(upsample: nn.Module, conv: nn.Module, x: Tensor, skip: Tensor, fast: bool):
+def _up_level(upsample: nn.Module, conv: nn.Module, x: Tensor, skip: Tensor, fast: bool) -> Tensor:
     """``conv(cat([upsample(x), center_crop(skip)]))``, time-major when ``fast``;
     there, valid linear interpolation is folded into the convolution's taps."""
     if not fast:
