@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ablation.nets import time_major
+
 
 class SeparationNet(nn.Module):
     """Base of every separation net: ``forward(mixture) -> estimates`` plus figures to log.
@@ -271,21 +273,38 @@ def transposed_reads(conv: nn.Module, length: int, axis: int = 0) -> tuple[Tenso
 # compare the two, benchmarks time them).
 
 
+def on_cpu_fast(layer: nn.Module, x: Tensor) -> bool:
+    """Whether ``layer`` runs its fast layout on ``x``: switched on, and on the CPU
+    (on CUDA, cuDNN's plain layouts are the fast path)."""
+    return type(layer).fast_layout and x.device.type == "cpu"
+
+
 class RowConv1d(nn.Conv1d):
-    """``nn.Conv1d`` computed as a one-row, channels-last ``Conv2d``.
+    """``nn.Conv1d`` computed as a one-row, channels-last ``Conv2d`` on the CPU.
 
     oneDNN's 2-D channels-last kernels run the long, narrow convolutions of a
-    Wave-U-Net about 25 % faster than its 1-D ones, backward included; the
-    result is turned back into the contiguous layout the rest of the net uses,
-    which costs less than the strided layout costs the ops after it.
+    Wave-U-Net faster than its 1-D ones, backward included. A one-row
+    channels-last image is a ``(batch, channels, time)`` tensor stored
+    time-major, so the input is taken and the output returned in that layout
+    (a transposed view: call ``.contiguous()`` where the plain one is needed);
+    a net whose other layers keep it converts nothing between convolutions.
+    In training, the weight gradient of the shapes where that pays is
+    computed by torch's GEMM (:func:`ablation.nets.time_major.row_conv`).
     """
 
     fast_layout = True
+    # In training, the weight gradient by torch's GEMM where that pays.
+    gemm_weight_gradient = True
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, in_channels, time) -> (batch, out_channels, time')``, as ``Conv1d``."""
-        if not self.fast_layout or self.padding_mode != "zeros":
+        if not on_cpu_fast(self, x) or self.padding_mode != "zeros":
             return super().forward(x)
+        plain = (self.stride, self.dilation, self.groups) == ((1,), (1,), 1)
+        if plain and not isinstance(self.padding, str):
+            return time_major.row_conv(
+                x, self.weight, self.bias, self.padding[0], self.gemm_weight_gradient
+            )
         rows = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         padding = self.padding if isinstance(self.padding, str) else (0, *self.padding)
         out = F.conv2d(
@@ -297,7 +316,7 @@ class RowConv1d(nn.Conv1d):
             (1, *self.dilation),
             self.groups,
         )
-        return out.squeeze(2).contiguous()
+        return out.squeeze(2)
 
 
 def fast_layout_classes(module: nn.Module) -> set[type]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ablation.nets import time_major
 from ablation.nets.blocks import (
     RowConv1d,
     SeparationNet,
@@ -49,6 +50,7 @@ from ablation.nets.blocks import (
     identity_hull,
     init_convolutions,
     merge,
+    on_cpu_fast,
     take,
     transposed_reads,
 )
@@ -87,6 +89,8 @@ class WaveUNet(SeparationNet):
     """
 
     dimension = "1d"
+    # On the CPU: the time-major layout between layers (see ablation.nets.time_major).
+    fast_layout = True
 
     def __init__(
         self,
@@ -252,13 +256,16 @@ class WaveUNet(SeparationNet):
         time = self._check_mixture(mixture, context)
         padded, aligned_mixture, offset = self._pad(mixture, context, time)
         features = self._unet(padded)
-        features = torch.cat([features, aligned_mixture], dim=1)
+        if on_cpu_fast(self, features):
+            features = time_major.cat_channels([features, aligned_mixture])
+        else:
+            features = torch.cat([features, aligned_mixture], dim=1)
         estimates = self.output_activation(self.output_conv(features))
         estimates = rearrange(estimates, "b (s c) t -> b s c t", c=self.channels)
         if self.difference:
             rest = aligned_mixture - estimates.sum(dim=1)
             estimates = torch.cat([estimates, rest.unsqueeze(1)], dim=1)
-        return estimates[..., offset : offset + time]
+        return estimates[..., offset : offset + time].contiguous()
 
     def _pad(self, mixture: Tensor, context: int, region: int) -> tuple[Tensor, Tensor, int]:
         """The net's input, read around the region (zeros only outside ``mixture``),
@@ -272,18 +279,24 @@ class WaveUNet(SeparationNet):
 
     def _unet(self, x: Tensor) -> Tensor:
         """``(batch, channels, input_length) -> (batch, filters, output_length)``."""
+        fast = on_cpu_fast(self, x)
         skips = []
         for conv, downsample in zip(self.down_convs, self.downsamplers, strict=True):
-            x = self.activation(conv(x))
+            x = self._activate(conv(x), fast)
             skips.append(x)
             x = downsample(x)
-        x = self.activation(self.bottleneck(x))
+        x = self._activate(self.bottleneck(x), fast)
         levels = zip(self.upsamplers, self.up_convs, skips, strict=True)
         for upsample, conv, skip in reversed(list(levels)):
-            x = upsample(x)
-            x = torch.cat([x, center_crop(skip, x.shape[-1])], dim=1)
-            x = self.activation(conv(x))
+            x = self._activate(_up_level(upsample, conv, x, skip, fast), fast)
         return x
+
+    def _activate(self, x: Tensor, fast: bool) -> Tensor:
+        # Without autograd, in place allocates no new feature map (with it,
+        # in place on the convolution's view would add copies to the backward).
+        if fast and not x.requires_grad:
+            return F.leaky_relu_(x, self.activation.negative_slope)
+        return self.activation(x)
 
 
 def _width(filters: int, growth: str, level: int) -> int:
@@ -322,7 +335,13 @@ def _upsampler(kind: str, width: int, valid: bool) -> nn.Module:
 
 
 class Decimate(nn.Module):
-    """Keep every other sample: ``(b, c, n) -> (b, c, ceil(n / 2))``."""
+    """Keep every other sample: ``(b, c, n) -> (b, c, ceil(n / 2))``.
+
+    On the CPU the result and its gradient are stored time-major (see
+    :mod:`ablation.nets.time_major`).
+    """
+
+    fast_layout = True
 
     @staticmethod
     def in_length(length: int) -> int:
@@ -337,7 +356,7 @@ class Decimate(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, channels, n) -> (batch, channels, ceil(n / 2))``."""
-        return x[..., ::2]
+        return time_major.decimate(x) if on_cpu_fast(self, x) else x[..., ::2]
 
 
 class StridedDownsample(nn.Module):
@@ -366,7 +385,15 @@ class StridedDownsample(nn.Module):
 
 class LinearUpsample(nn.Module):
     """Linear interpolation by 2. Valid: ``n -> 2n - 1`` through the old samples
-    (``align_corners=True``, as the paper); same: ``n -> 2n``."""
+    (``align_corners=True``, as the paper); same: ``n -> 2n``.
+
+    On the CPU it works on the time-major layout (see
+    :mod:`ablation.nets.time_major`): valid, with its own forward and
+    backward; same, as bilinear interpolation of the one-row channels-last
+    image, whose kernels run several times faster than the 1-D ones.
+    """
+
+    fast_layout = True
 
     def __init__(self, valid: bool) -> None:
         super().__init__()
@@ -387,9 +414,14 @@ class LinearUpsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, width, n) -> (batch, width, 2n - 1 or 2n)``."""
+        length = 2 * x.shape[-1] - 1 if self.valid else 2 * x.shape[-1]
+        if not on_cpu_fast(self, x):
+            return F.interpolate(x, size=length, mode="linear", align_corners=self.valid)
         if self.valid:
-            return F.interpolate(x, size=2 * x.shape[-1] - 1, mode="linear", align_corners=True)
-        return F.interpolate(x, scale_factor=2.0, mode="linear", align_corners=False)
+            return time_major.interpolate_through(x)
+        rows = time_major.time_major(x).unsqueeze(2)
+        out = F.interpolate(rows, size=(1, length), mode="bilinear", align_corners=self.valid)
+        return out.squeeze(2)
 
 
 class LearnedUpsample(nn.Module):
@@ -446,6 +478,19 @@ class TransposedUpsample(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x: (batch, width, n) -> (batch, width, 2n - 1 or 2n)``."""
         return self.conv(x)
+
+
+def _up_level(upsample: nn.Module, conv: nn.Module, x: Tensor, skip: Tensor, fast: bool) -> Tensor:
+    """``conv(cat([upsample(x), center_crop(skip)]))``, time-major when ``fast``;
+    there, valid linear interpolation is folded into the convolution's taps."""
+    if not fast:
+        x = upsample(x)
+        return conv(torch.cat([x, center_crop(skip, x.shape[-1])], dim=1))
+    linear = isinstance(upsample, LinearUpsample) and upsample.valid
+    if linear and on_cpu_fast(upsample, x) and on_cpu_fast(conv, x):
+        gemm = conv.gemm_weight_gradient
+        return time_major.conv_interpolated(x, skip, conv.weight, conv.bias, gemm)
+    return conv(time_major.cat_cropped(upsample(x), skip))
 
 
 def _neighbours(outputs: int, length: int) -> tuple[Tensor, Tensor]:
