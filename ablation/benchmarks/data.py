@@ -2,9 +2,9 @@
 random access (``track.chunk_start`` / ``chunk_duration``), on the compressed and
 the wav form of the same real track, and cache building speed against real time.
 
-The real MUSDB18 preview (6.8 s) is looped losslessly (``ffmpeg -stream_loop
--c copy``) into a longer stems file, so fixed ffmpeg start-up costs do not hide
-the decoding speed; its wav form is written from musdb's own decoding.
+The real MUSDB18 preview (6.8 s) is looped (``ffmpeg -stream_loop``, re-encoded
+as AAC like MUSDB18) into a longer stems file, so fixed ffmpeg start-up costs do
+not hide the decoding speed; its wav form is written from musdb's own decoding.
 """
 
 from __future__ import annotations
@@ -43,9 +43,16 @@ def _looped_dataset(out: Path, loops: int) -> dict[str, Path]:
             "-i",
             str(source),
             "-map",
-            "0",
-            "-c",
-            "copy",
+            "0:a",
+            # Timestamps counted from the samples, re-encoded: copied packets keep each
+            # loop's trimmed priming in the container's duration, which then promises
+            # more than decodes (the decoder's truncation check refuses such a file).
+            "-af",
+            "asetpts=N/SR/TB",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "256k",
             str(looped),
         ],
         check=True,
