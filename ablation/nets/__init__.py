@@ -7,7 +7,8 @@ receptive field and cost through :class:`SeparationNet`.
 
 from ablation.nets.blocks import SeparationNet
 from ablation.nets.presets import DIMENSIONS, PRESETS, build
-from ablation.nets.spec_unet import SpecUNet, UNet2d
+from ablation.nets.spec_unet import SpecUNet
+from ablation.nets.unet2d import UNet2d
 from ablation.nets.wave_unet import WaveUNet
 
 __all__ = ["DIMENSIONS", "PRESETS", "SeparationNet", "SpecUNet", "UNet2d", "WaveUNet", "build"]
