@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ablation import bsseval
-from ablation.bsseval import evaluate, score_track
+from ablation.bsseval import evaluate, fft, filters, score_track, toeplitz
 from ablation.errors import AblationError
 
 RATE = 44100
@@ -254,8 +254,8 @@ def test_block_processing_gives_identical_results(monkeypatch):
     whole = evaluate(references, estimates, block_frames=100)
     framewise = evaluate(references, estimates, block_frames=1)
     # Correlation blocks of 2048 samples, one at a time: many block edges.
-    monkeypatch.setattr(bsseval, "_CORR_FFT", 2048)
-    monkeypatch.setattr(bsseval, "_CORR_GROUP", 1)
+    monkeypatch.setattr(filters, "CORR_FFT", 2048)
+    monkeypatch.setattr(filters, "CORR_GROUP", 1)
     small = evaluate(references, estimates, block_frames=3)
     for blocked in (framewise, small):
         np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-9)
@@ -263,11 +263,11 @@ def test_block_processing_gives_identical_results(monkeypatch):
 
 
 def test_lagged_correlations_match_numpy(monkeypatch):
-    monkeypatch.setattr(bsseval, "_CORR_FFT", 256)
-    monkeypatch.setattr(bsseval, "_CORR_GROUP", 2)
+    monkeypatch.setattr(filters, "CORR_FFT", 256)
+    monkeypatch.setattr(filters, "CORR_GROUP", 2)
     rng = np.random.default_rng(7)
     refs, ests = rng.standard_normal((2, 2, 1000, 2))
-    corr = bsseval._lagged_correlations(
+    corr = filters.lagged_correlations(
         torch.from_numpy(refs), torch.from_numpy(ests), 40, torch.device("cpu")
     ).numpy()
     lead = np.concatenate([refs, ests]).transpose(0, 2, 1).reshape(8, -1)
@@ -286,7 +286,7 @@ def test_block_levinson_solves_block_toeplitz_systems():
         [[[s[k:] @ b[: len(b) - k] for b in signals] for s in signals] for k in range(nlags)]
     )
     rhs = rng.standard_normal((nlags, 3, 2))
-    solution, solved = bsseval._block_levinson(lags[None], rhs[None])
+    solution, solved = toeplitz.block_levinson(lags[None], rhs[None])
     index = np.arange(nlags)
     full = np.concatenate([lags[:0:-1].swapaxes(-1, -2), lags])
     dense = full[index[None, :] - index[:, None] + nlags - 1].transpose(0, 2, 1, 3)
@@ -301,7 +301,7 @@ def test_torch_fft_path_gives_identical_results(monkeypatch):
     references = toy_sources(3, 2.5, seed=9)
     estimates = noisy(references)
     expected = evaluate(references, estimates)
-    monkeypatch.setattr(bsseval, "_rfft", lambda x, n=None, dim=-1: torch.fft.rfft(x, n, dim=dim))
+    monkeypatch.setattr(fft, "rfft", lambda x, n=None, dim=-1: torch.fft.rfft(x, n, dim=dim))
     np.testing.assert_allclose(evaluate(references, estimates), expected, rtol=0, atol=1e-9)
 
 
@@ -376,14 +376,14 @@ def test_plain_call_computes_on_one_thread_and_restores_the_pools(monkeypatch):
     from threadpoolctl import threadpool_info, threadpool_limits
 
     seen = {}
-    framewise = bsseval._framewise_metrics
+    framewise = bsseval.framewise_metrics
 
     def spy(*args):
         seen["torch"] = torch.get_num_threads()
         seen["blas"] = {pool["num_threads"] for pool in threadpool_info()}
         return framewise(*args)
 
-    monkeypatch.setattr(bsseval, "_framewise_metrics", spy)
+    monkeypatch.setattr(bsseval, "framewise_metrics", spy)
     references = toy_sources(2, 2.0, seed=5)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
