@@ -68,8 +68,8 @@ demo: install ## The whole pipeline on a generated toy dataset, CPU, offline (RO
 .PHONY: sweep demo
 
 SUBSET ?= test
-eval: install ## SiSEC evaluation: CKPT=path [ROOT=musdb] [SUBSET=test] [OUT=dir] [BASELINE=mixture|gain|oracle-irm] [JOBS=n] [METRICS=torch|museval] [SHIFTS=n]
-	$(BIN)/ablation eval $(if $(CKPT),--ckpt $(CKPT)) $(if $(ROOT),--root $(ROOT)) --subset $(SUBSET) $(if $(OUT),--out $(OUT)) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(JOBS),--jobs $(JOBS)) $(if $(METRICS),--metrics $(METRICS)) $(if $(SHIFTS),--shifts $(SHIFTS))
+eval: install ## SiSEC evaluation: CKPT=path [ROOT=musdb] [SUBSET=test] [OUT=dir] [BASELINE=mixture|gain|oracle-irm] [JOBS=n] [METRICS=torch|museval] [SHIFTS=n] [BUDGETS=1]
+	$(BIN)/ablation eval $(if $(CKPT),--ckpt $(CKPT)) $(if $(ROOT),--root $(ROOT)) --subset $(SUBSET) $(if $(OUT),--out $(OUT)) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(JOBS),--jobs $(JOBS)) $(if $(METRICS),--metrics $(METRICS)) $(if $(SHIFTS),--shifts $(SHIFTS)) $(if $(BUDGETS),--budgets)
 
 report: install ## Comparison table and plots: SWEEP=depth_dimension or RUNS="runs/a runs/b" -> results/<name>/
 	$(BIN)/ablation report $(if $(SWEEP),--sweep $(SWEEP)) $(if $(RUNS),--runs $(RUNS))

@@ -317,10 +317,17 @@ def _eval(argv: Sequence[str]) -> None:
         "trick; the same for every checkpoint; default 0: one pass)",
     )
     parser.add_argument("--no-wandb", action="store_true", help="do not log to W&B")
+    parser.add_argument(
+        "--budgets",
+        action="store_true",
+        help="also evaluate the run's budget-fraction checkpoints (checkpoints/budget-*.ckpt "
+        "beside --ckpt), each beside its checkpoint, for the report's SDR against budget",
+    )
     args = parser.parse_args(argv)
     import os
 
     from ablation.evaluation import evaluate_checkpoint
+    from ablation.runs import budget_checkpoints
 
     root = args.root or os.environ.get("MUSDB_PATH")
     if root is None or (args.ckpt is None and args.baseline is None):
@@ -338,7 +345,14 @@ def _eval(argv: Sequence[str]) -> None:
             not args.no_wandb,
             shifts=args.shifts,
         )
-    print(f"evaluation written to {out}")
+        print(f"evaluation written to {out}")
+        for ckpt in budget_checkpoints(args.ckpt) if args.budgets and args.ckpt else ():
+            # Never into the run's W&B summary: the keys are the full checkpoint's.
+            done = evaluate_checkpoint(
+                str(ckpt), root, args.subset, None, None, args.jobs, args.metrics,
+                args.device, wandb_log=False, shifts=args.shifts,
+            )  # fmt: skip
+            print(f"evaluation written to {done}")
 
 
 def _report(argv: Sequence[str]) -> None:

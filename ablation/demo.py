@@ -23,7 +23,7 @@ import numpy as np
 from ablation.constants import ALL_STEMS, SOURCES
 from ablation.files import read_json
 from ablation.report.tables import own_targets
-from ablation.runs import SUMMARY, last_checkpoint
+from ablation.runs import SUMMARY, budget_checkpoints, last_checkpoint
 from ablation.tracks import dataset_stems, list_tracks
 from datamodules.toy import make_toy_dataset, toy_recipe
 
@@ -54,7 +54,7 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
     """One table row per finished run of the sweep, with both baselines beside it."""
     from ablation.evaluation import evaluate_checkpoint
 
-    def evaluate(ckpt, folder, baseline=None) -> dict[str, float]:
+    def evaluate(ckpt, folder, baseline=None, wandb_log=True) -> dict[str, float]:
         return sdr_by_target(
             evaluate_checkpoint(
                 str(ckpt) if ckpt else None,
@@ -63,7 +63,7 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
                 out=str(folder) if folder else None,
                 baseline=baseline,
                 jobs=jobs,
-                wandb_log=ckpt is not None,
+                wandb_log=wandb_log and ckpt is not None,
                 progress=False,
             )
         )
@@ -74,6 +74,8 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
         summary = read_json(run_dir / SUMMARY)
         ckpt = summary.get("best_checkpoint") or last_checkpoint(run_dir)
         scores = evaluate(ckpt, None)  # beside the checkpoint, where `make report` looks
+        for fraction_ckpt in budget_checkpoints(run_dir / "checkpoints" / "last.ckpt"):
+            evaluate(fraction_ckpt, None, wandb_log=False)  # the report's SDR against budget
         # the mean is over the net's sources; a derived accompaniment is shown, not averaged
         targets = own_targets(scores)
         rows.append(
@@ -127,9 +129,9 @@ def _data_args(root: Path) -> list[str]:
     return [f"--data.root={root}", *([f"--data.targets={ALL_STEMS}"] if stems != SOURCES else [])]
 
 
-def significance_section(markdown: str) -> str:
-    """The significance section of ``report.md``: its heading up to the next heading or plot."""
-    start = markdown.index("## Significance")
+def report_section(markdown: str, heading: str) -> str:
+    """A section of ``report.md``: its heading up to the next heading or plot."""
+    start = markdown.index(heading)
     ends = [markdown.find(mark, start + 3) for mark in ("\n## ", "\n![")]
     return markdown[start : min([e for e in ends if e > 0] or [len(markdown)])].strip()
 
@@ -171,7 +173,9 @@ def run_demo(
     print("\nSDR in dB (museval v4: median over 1 s frames, then over the toy test tracks);")
     print("sdr_mean beats gain_sdr_mean only if a net separates, not just turns the volume down:\n")
     print(format_table(rows))
-    print(f"\n{significance_section(report.read_text())}")
+    markdown = report.read_text()
+    for heading in ("## Significance", "## The ranking at every budget"):
+        print(f"\n{report_section(markdown, heading)}")
     print(
         f"\nwritten to {out}/table.csv, report in {report}; runs in {runs_dir}/{name}/; "
         f"{time.time() - start:.0f} s in all"

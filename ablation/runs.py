@@ -6,7 +6,10 @@ LightningCLI config), ``checkpoints/last.ckpt`` and ``checkpoints/best-*.ckpt``,
 ``metrics.csv`` (every logged value), ``wandb/`` (the W&B run files, offline or
 online), ``wandb_run.json`` (the W&B run's id, project and entity, so a resumed run
 and a later evaluation log into the same W&B run) and, once training has ended
-inside its budget, ``summary.json`` (final figures; its presence marks the run done).
+inside its budget, ``summary.json`` (final figures; its presence marks the run done);
+``checkpoints/budget-<f>.ckpt`` are the run at fractions ``f`` of its budget. Beside a
+sweep's run folders, ``sweep.yaml`` is the sweep as it ran and ``calibration.json`` the
+step times of its ``calibrated`` budget.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ CELL = re.compile(r"^(?P<dimension>[12]d)-depth(?P<depth>\d+)$")
 SUMMARY = "summary.json"
 WANDB_RUN = "wandb_run.json"
 LAST = "last.ckpt"
+# The sweep YAML as the runner ran it, kept beside the sweep's runs (runs/<sweep>/).
+SWEEP_COPY = "sweep.yaml"
 
 
 def parse_cell(cell: str) -> tuple[str, int]:
@@ -69,3 +74,10 @@ def is_done(run_dir: Path) -> bool:
 def last_checkpoint(run_dir: Path) -> Path | None:
     path = Path(run_dir) / "checkpoints" / LAST
     return path if path.exists() else None
+
+
+def budget_checkpoints(ckpt: str | Path) -> list[Path]:
+    """The budget-fraction checkpoints (``budget-<f>.ckpt``) in the folder of ``ckpt``,
+    smallest fraction first."""
+    found = Path(ckpt).parent.glob("budget-*.ckpt")
+    return sorted(found, key=lambda p: float(p.stem.removeprefix("budget-")))

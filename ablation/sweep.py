@@ -29,7 +29,7 @@ import yaml
 from ablation.children import die_with_parent, terminate_children_on_sigterm
 from ablation.errors import AblationError
 from ablation.files import write_text
-from ablation.runs import is_done, model_variants, parse_cell, run_name
+from ablation.runs import SWEEP_COPY, is_done, model_variants, parse_cell, run_name
 from ablation.slurm import (
     SlurmOptions,
     agent_task_command,
@@ -90,6 +90,14 @@ def with_seeds(path: str | Path, seeds: int, runs_dir: str | Path = "runs") -> P
 
 def sweep_name(path: str | Path, config: dict[str, Any]) -> str:
     return config.get("name") or Path(path).stem
+
+
+def keep_sweep_copy(path: str | Path, runs_dir: str | Path) -> None:
+    """Copy the sweep YAML beside its runs (``runs/<sweep>/sweep.yaml``): the report
+    reads from it what the sweep varies, and checks every other setting is shared."""
+    config = load_sweep(path)
+    copy = Path(runs_dir) / sweep_name(path, config) / SWEEP_COPY
+    write_text(copy, yaml.safe_dump(config, sort_keys=False))
 
 
 def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -296,6 +304,7 @@ def run_offline(
     pending = [p for p in cells if not is_done(cell_run_dir(Path(runs_dir), name, p))]
     if pending:
         dry_run(path, cell_command(pending[0]), pending[0], env)
+    keep_sweep_copy(path, runs_dir)  # once the grid is known to run
 
     def run_cell(index: int, params: dict[str, Any]) -> None:
         run_dir = cell_run_dir(Path(runs_dir), name, params)
@@ -447,6 +456,7 @@ def submit_slurm(
     runs_dir = Path(runs_dir).resolve()
     root = str(Path(root).resolve()) if root else None
     log_dir = runs_dir / name / "slurm"
+    keep_sweep_copy(path, runs_dir)
     fit_args = [*options.fit_args(), *(extra_args or [])]
     if offline:
         _, _, cells = offline_cells(path)
@@ -508,6 +518,7 @@ def run_sweep(
     if offline is None:
         offline = not wandb_online()
     if not offline:
+        keep_sweep_copy(path, runs_dir)
         run_online(path, gpus, count)
         return 0
     outcome = run_offline(path, gpus, count, runs_dir, extra_args)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightning_modules.budget import TrainingBudget
+
 FINGERPRINT_BATCHES = 32
 
 
@@ -50,11 +52,21 @@ class FairnessRecord(Callback):
 
     def __init__(self, batches: int = FINGERPRINT_BATCHES):
         self.batches = batches
+        self._observe = None
         self.digests: dict[int, str] = {}
         self.real = 0
         self.outputs = 0
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # The record's own work (hashing, context accounting) is timed apart from the
+        # budget's training time, so the instrumentation costs no cell any training.
+        budget = next((c for c in trainer.callbacks if isinstance(c, TrainingBudget)), None)
+        self._observe = budget.timed("instrumentation", self._observe_batch) if budget else None
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        (self._observe or self._observe_batch)(trainer, pl_module, batch)
+
+    def _observe_batch(self, trainer, pl_module, batch) -> None:
         datamodule = trainer.datamodule
         positions = getattr(datamodule, "last_positions", None)
         if not positions:

@@ -25,6 +25,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
@@ -34,6 +35,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from ablation.calibration import cell_key
 from ablation.checkpoint import checkpoint_step, read_checkpoint
 from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR, MONITOR_MODE
@@ -50,10 +52,16 @@ from ablation.runs import (
 from ablation.slurm import write_task_record
 from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
-from lightning_modules.budget import TrainingBudget, budget_seconds
+from lightning_modules.budget import (
+    CHECKPOINT_FRACTIONS,
+    TrainingBudget,
+    budget_seconds,
+    fraction_name,
+)
 from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
 from lightning_modules.run_args import check_same_args
+from lightning_modules.run_budget import BudgetPlan
 from lightning_modules.run_record import RunRecord
 from lightning_modules.separation import SeparationModule
 from lightning_modules.wandb_log import SteppedWandbLogger
@@ -177,6 +185,16 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer, pl_module) -> None:
         self._save_latest(trainer)
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # The budget-fraction checkpoints: the run as it stood at 1/8, 1/4 ... of its budget.
+        # Saved directly: ModelCheckpoint's own save would mark the step as saved and
+        # skip the best and last checkpoints of a validation at the same step.
+        due = self.budget.due_fractions if self.budget and self._fitting(trainer) else ()
+        for fraction in due:
+            path = Path(self.dirpath) / f"{fraction_name(fraction)}.ckpt"
+            self.budget.timed("checkpoint", trainer.save_checkpoint)(str(path))
+
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
         self._last_saved_step = trainer.global_step
@@ -221,6 +239,38 @@ class AblationCLI(LightningCLI):
             default=None,
             help="validate every this many seconds of counted training time "
             "(default: Lightning's schedule, once per epoch)",
+        )
+        parser.add_argument(
+            "--run.budget_unit",
+            type=Literal["time", "calibrated", "steps", "flops"],
+            default="time",
+            help="what the budget counts: counted training seconds (trainer.max_time), that "
+            "time turned into steps by a calibration table, steps (run.budget_steps) or "
+            "training FLOPs (run.budget_flops)",
+        )
+        parser.add_argument("--run.budget_steps", type=int | None, default=None,
+                            help="the step budget of budget_unit=steps")  # fmt: skip
+        parser.add_argument("--run.budget_flops", type=float | None, default=None,
+                            help="the training-FLOPs budget of budget_unit=flops")  # fmt: skip
+        parser.add_argument(
+            "--run.calibration",
+            type=str | None,
+            default=None,
+            help="budget_unit=calibrated: the calibration table (default: "
+            "<run.dir>/<run.sweep>/calibration.json); cells it lacks are measured into it",
+        )
+        parser.add_argument(
+            "--run.val_every_steps",
+            type=int | None,
+            default=None,
+            help="step units: validate every this many steps (default: the share of the "
+            "budget run.val_every_seconds is of trainer.max_time)",
+        )
+        parser.add_argument(
+            "--run.checkpoint_fractions",
+            type=list[float],
+            default=list(CHECKPOINT_FRACTIONS),
+            help="keep a checkpoint (checkpoints/budget-<f>.ckpt) at these fractions of the budget",
         )
         parser.link_arguments("data.sources", "model.init_args.sources", apply_on="instantiate")
         for name in ("channels", "sample_rate", "segment"):
@@ -324,9 +374,13 @@ class AblationCLI(LightningCLI):
             # Lightning save a checkpoint and requeue the task; see fit().
             plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
         # The budget replaces Lightning's Timer, which would count validation and saving.
+        run = self.run_config.run
         self.budget = TrainingBudget(
             budget_seconds(trainer_config.get("max_time")),
-            self.run_config.run.val_every_seconds,
+            run.val_every_seconds,
+            unit=run.budget_unit,
+            val_every_steps=run.val_every_steps,
+            fractions=run.checkpoint_fractions,
         )
         kwargs.update(
             max_time=None,
@@ -345,7 +399,11 @@ class AblationCLI(LightningCLI):
                 TrimMetricsOnResume(),
             ],
         )
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        self.budget_plan = BudgetPlan(self.model, self.datamodule, trainer, self.budget, run)
+        self.budget_plan.measure_flops()
+        self.budget_plan.resolve(cell_key(name), self.run_dir.parent)
+        return trainer
 
     # ---- fit with skip and resume ---------------------------------------------------
     def _current_args(self) -> dict:
@@ -360,6 +418,7 @@ class AblationCLI(LightningCLI):
             check_same_args(self.run_dir, self._current_args(), "be skipped as finished")
             print(f"{self.run_dir}: finished earlier (summary.json present), skipping")
             return
+        self.budget_plan.calibrate_if_needed()
         last = self.resume_from
         if last is not None:
             check_same_args(self.run_dir, self._current_args(), "resume")

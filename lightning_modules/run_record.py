@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
 from ablation.constants import MONITOR, VAL_LOSS, VAL_MSE
+from ablation.environment import device_record, software_record
 from ablation.files import write_json
 from ablation.runs import SUMMARY, WANDB_RUN
 from lightning_modules.budget import TrainingBudget
@@ -38,7 +39,32 @@ def fairness_record(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[st
         found = _find(trainer, kind)
         record.update(found.record() if found else {})
     record["steps"] = trainer.global_step
+    record["settings"] = settings_record(trainer, pl_module)
     return record
+
+
+def settings_record(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+    """What a sweep fixes beside the data and the budget: the recipe (learning rate,
+    optimizer, schedule, clipping, precision, batch) and the machine and software. The
+    keys of the recipe are the config names a sweep would vary them by."""
+    hp, datamodule = pl_module.hparams, trainer.datamodule
+    optimizer = trainer.optimizers[0] if trainer.optimizers else None
+    batch_size = getattr(getattr(datamodule, "hparams", None), "batch_size", None)
+    clip = trainer.gradient_clip_algorithm
+    return {
+        "model.lr": hp.get("lr"),
+        "model.weight_decay": hp.get("weight_decay"),
+        "model.scheduler": hp.get("scheduler"),
+        "optimizer": type(optimizer).__name__ if optimizer else None,
+        "trainer.precision": str(trainer.precision),
+        "trainer.gradient_clip_val": trainer.gradient_clip_val,
+        "trainer.gradient_clip_algorithm": getattr(clip, "value", clip),
+        "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "data.batch_size": batch_size,
+        "world_size": trainer.world_size,
+        **device_record(trainer.strategy.root_device),
+        **software_record(),
+    }
 
 
 def run_config(pl_module: L.LightningModule) -> dict[str, Any]:
@@ -106,7 +132,11 @@ class RunRecord(Callback):
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "train_seconds": fairness.get("train_seconds"),
+            "budget_unit": fairness.get("budget_unit"),
             "budget_seconds": fairness.get("budget_seconds"),
+            "budget_steps": fairness.get("budget_steps"),
+            "items_seen": fairness.get("items_seen"),
+            "train_flops": fairness.get("train_flops"),
             "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30
             if torch.cuda.is_available()
             else 0.0,
@@ -120,12 +150,14 @@ class RunRecord(Callback):
         logger = self._wandb(trainer)
         if logger is not None:
             figures = {f"final/{k}": v for k, v in summary.items() if isinstance(v, int | float)}
-            figures.update(
-                {
-                    f"fairness/{k}": v
-                    for k, v in summary["fairness"].items()
-                    if isinstance(v, int | float | str)
-                }
-            )
+            fairness = summary["fairness"]
+            for prefix, values in (("fairness", fairness), ("settings", fairness["settings"])):
+                figures.update(
+                    {
+                        f"{prefix}/{k}": v
+                        for k, v in values.items()
+                        if isinstance(v, int | float | str)
+                    }
+                )
             logger.experiment.summary.update(figures)
         write_json(self.run_dir / SUMMARY, summary)

@@ -1,11 +1,12 @@
 """A learning-rate schedule over the time budget: cosine with a linear warm-up.
 
-Every cell of a sweep trains for the same counted seconds at its own step rate, so a
-schedule over steps would give a fast net and a slow one different shapes, and
-``max_time`` alone fixes no step count at all. :class:`TimeCosine` sets the rate
-before every training step from the *progress* of the run: the counted training
-seconds of :class:`lightning_modules.budget.TrainingBudget` over its budget, or,
-in a run with no time budget, the optimizer steps over the Trainer's step count.
+Under a ``time`` budget every cell trains for the same counted seconds at its own
+step rate, so a schedule over steps would give a fast net and a slow one different
+shapes, and ``max_time`` alone fixes no step count at all. :class:`TimeCosine` sets
+the rate before every training step from the *progress* of the run on its budget's
+clock (:class:`lightning_modules.budget.TrainingBudget`): counted training seconds
+over the budget, or steps over the step budget of the step units, or, in a run with
+no budget, the optimizer steps over the Trainer's step count.
 The rate at a step is therefore a function of counted time alone, the same curve
 for every cell, and correct across a kill and resume: the budget restores its
 count from the checkpoint before the first resumed step. At the end of the budget
@@ -47,7 +48,7 @@ def cosine_factor(progress: float, warmup_fraction: float, floor: float) -> floa
 
 def _find_budget(trainer: L.Trainer) -> TrainingBudget | None:
     budgets = [c for c in trainer.callbacks if isinstance(c, TrainingBudget)]
-    return budgets[0] if budgets and budgets[0].seconds is not None else None
+    return budgets[0] if budgets and budgets[0].limit is not None else None
 
 
 class TimeCosine(Callback):
@@ -76,7 +77,9 @@ class TimeCosine(Callback):
         if stage != "fit":
             return
         self._budget = _find_budget(trainer)
-        self.unit = "budget_seconds" if self._budget is not None else "steps"
+        budget = self._budget
+        clock = "steps" if budget is not None and budget.counts_steps else "seconds"
+        self.unit = "steps" if budget is None else f"budget_{clock}"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._budget is None:
@@ -89,9 +92,10 @@ class TimeCosine(Callback):
                 )
 
     def progress(self, trainer: L.Trainer) -> float:
-        """How far the run has come, 0 to 1: counted seconds over the budget, else steps."""
+        """How far the run has come, 0 to 1: the budget's count over its limit (seconds or
+        steps), else the Trainer's steps over its step count."""
         if self._budget is not None:
-            return self._budget.train_seconds / self._budget.seconds
+            return self._budget.progress()
         return trainer.global_step / self._steps
 
     def _apply(self, trainer: L.Trainer) -> None:

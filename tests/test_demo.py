@@ -8,7 +8,7 @@ import json
 import soundfile as sf
 from test_stems import write_dataset
 
-from ablation.demo import TOY, _data_args, _stale_toy, significance_section
+from ablation.demo import TOY, _data_args, _stale_toy, report_section
 from ablation.report.significance import smallest_p
 from datamodules.toy import make_toy_dataset, toy_recipe
 
@@ -60,5 +60,6 @@ def test_the_demo_trains_any_stem_data_on_all_its_stems(tmp_path, toy_root):
 
 def test_the_significance_section_is_cut_from_the_report():
     report = "# R\n\n## Runs\n\nx\n\n## Significance: W\n\np table\n\n![plot](a.png)\n"
-    assert significance_section(report) == "## Significance: W\n\np table"
-    assert significance_section("## Significance: W\n\nlast\n") == "## Significance: W\n\nlast"
+    assert report_section(report, "## Significance") == "## Significance: W\n\np table"
+    last = report_section("## Significance: W\n\nlast\n", "## Significance")
+    assert last == "## Significance: W\n\nlast"

@@ -164,3 +164,24 @@ def test_ablation_fit_runs_cosine_and_ema_on_a_time_budget_alone(fit_env, tmp_pa
     assert fairness["ema_updates"] == fairness["steps"] > 0
     last = read_checkpoint(run / "checkpoints" / "last.ckpt")
     assert last["current_model_state"].keys() == last["state_dict"].keys()
+
+
+@pytest.mark.parametrize("seconds_per_step", [1.0, 7.0])
+def test_under_a_step_budget_the_cosine_follows_steps_whatever_the_step_time(
+    seconds_per_step, datamodule_factory, tmp_path
+):
+    """A calibrated (or steps) budget of 10 steps: the rate at step k is the curve at
+    k / 10, on a fast machine and a slow one alike, and the run ends on the floor."""
+    clock = StepClock(seconds_per_step)
+    budget = TrainingBudget(75, clock=clock.perf_counter, unit="calibrated", max_steps=10)
+    log = RateLog()
+    fit = trainer(
+        tmp_path, max_epochs=-1, limit_val_batches=0,
+        callbacks=[clock, budget, TimeCosine(WARMUP, FLOOR), log],
+    )  # fmt: skip
+    fit.fit(tiny_module("1d", scheduler="cosine", lr=BASE_LR), datamodule=datamodule_factory())
+    assert fit.global_step == 10 and budget.train_seconds == 10 * seconds_per_step
+    assert [step for step, _ in log.rates] == list(range(10))
+    for step, lr in log.rates:
+        assert lr == pytest.approx(BASE_LR * expected_factor(step / 10), rel=1e-9)
+    assert final_lr(fit) == pytest.approx(BASE_LR * FLOOR)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ablation.errors import AblationError
 from ablation.files import write_text
+from ablation.report.budgets import budget_table, ranking_across_budgets
 from ablation.report.configurations import aggregate_seeds, assign_configurations
 from ablation.report.evaluations import (
     Evaluation,
@@ -23,6 +24,7 @@ from ablation.report.fairness import (
     fairness_problems,
     fairness_table,
     read_fairness,
+    varied_parameters,
 )
 from ablation.report.html import Page, write_page
 from ablation.report.listening import write_listening
@@ -46,7 +48,9 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
             baselines (any folder holding ``evaluation.json``).
         out: folder for ``report.md``, ``runs.csv``, ``configurations.csv``,
             ``significance.csv``, ``significance_seeds.csv``, ``tracks.csv``,
-            ``scores.csv``, ``fairness.csv``, the
+            ``scores.csv``, ``fairness.csv``, ``budgets.csv`` (test SDR of each run's
+            budget-fraction checkpoints), ``ranking_budgets.csv`` (the winner at each
+            fraction and Kendall's tau with the full budget's ranking), the
             PNG plots, ``index.html`` and the listening excerpts in ``listen/``.
         name: title of the report (the sweep name).
         wandb_log: also log the tables and plots to a new W&B run ``report-<name>``
@@ -83,9 +87,15 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
     _write_csv(out / "significance_seeds.csv", over_seeds, index=False)
     _write_csv(out / "tracks.csv", tracks, index=False)
     _write_csv(out / "scores.csv", scores)
-    plots = plot_all(run_list, table, tracks, models + [b.label for b in baselines], out)
+    budgets = budget_table(run_list)
+    ranking = ranking_across_budgets(budgets)
+    _write_csv(out / "budgets.csv", budgets, index=False)
+    _write_csv(out / "ranking_budgets.csv", ranking, index=False)
+    order = models + [b.label for b in baselines]
+    plots = plot_all(run_list, table, tracks, order, out, budgets)
     records = {r.name: read_fairness(r.folder) for r in run_list}
-    fairness, problems = fairness_table(records), fairness_problems(records, seeds)
+    varied = varied_parameters([r.folder for r in run_list])
+    fairness, problems = fairness_table(records), fairness_problems(records, seeds, varied)
     _write_csv(out / "fairness.csv", fairness, index_label="run")
     fairness_section = fairness_markdown(fairness, problems)
     print(f"Fairness of {name}:\n{fairness_section}")
@@ -95,12 +105,14 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
         if r.evaluation is None
     ]
     report = write_report(
-        out, name, table, configurations, pairs, plots, missing, fairness_section, over_seeds
-    )
+        out, name, table, configurations, pairs, plots, missing, fairness_section, over_seeds,
+        ranking,
+    )  # fmt: skip
     excerpts, note = _listen(run_list, out)
     labels = [b.label for b in baselines]
     page = Page(name, table, configurations, labels, scored, scores, pairs, fairness, problems)
     page.plots, page.excerpts, page.listening_note, page.missing = plots, excerpts, note, missing
+    page.ranking = ranking
     print(f"report page: {write_page(out, page)}")
     if wandb_log:
         log_report(name, table, pairs, plots, report, excerpts, out)

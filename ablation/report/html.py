@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from ablation.files import write_text
-from ablation.report.fairness import fairness_readable
+from ablation.report.budgets import ranking_readable, ranking_statement
+from ablation.report.fairness import ALL_FAIR, fairness_readable
 from ablation.report.listening import REFERENCE, Excerpt
 from ablation.report.markdown import (
     configurations_readable,
@@ -29,8 +30,10 @@ _PLOTS = {
     "val_loss": "Validation loss against training steps and against training time (the "
     "budget axis). Time of a step: linear interpolation over the run's counted training "
     "seconds (summary.json), which excludes validation, checkpoints and logging.",
-    "sdr_vs_compute": "Mean test SDR against training compute (steps x forward MACs of a "
-    "training batch).",
+    "sdr_vs_compute": "Mean test SDR against training compute: steps x the training FLOPs "
+    "of one step (forward and backward on the real batch, measured with FlopCounterMode).",
+    "sdr_vs_budget": "Mean test SDR of each configuration's budget-fraction checkpoints "
+    "against the fraction of the budget they trained (mean over seeds).",
     "sdr_boxplot": "Per-track test SDR per target, one box per configuration.",
 }
 _STYLE = """
@@ -63,6 +66,7 @@ class Page:
     excerpts: list[Excerpt] = field(default_factory=list)
     listening_note: str = ""
     missing: list[str] = field(default_factory=list)
+    ranking: pd.DataFrame | None = None
 
 
 def write_page(out: Path, page: Page) -> Path:
@@ -70,6 +74,7 @@ def write_page(out: Path, page: Page) -> Path:
     sections = [
         ("results", "Results", _headline(page)),
         ("plots", "Plots", _plots(page.plots)),
+        ("budgets", "At every budget", _budgets(page.ranking)),
         ("listening", "Listening", _listening(page)),
         ("fairness", "Fairness", _fairness(page.fairness, page.problems)),
         ("significance", "Significance", _significance(page.pairs)),
@@ -142,6 +147,14 @@ def _headline(page: Page) -> str:
     )
 
 
+def _budgets(ranking: pd.DataFrame | None) -> str:
+    """Whether the ranking holds as the budget grows, and the winner at each fraction."""
+    if ranking is None:
+        return ""
+    table = "" if ranking.empty else html_table(ranking_readable(ranking), table_id="budgets")
+    return f"<p>{escape(ranking_statement(ranking))}</p>{table}"
+
+
 def _plots(plots: list[Path]) -> str:
     figures = [
         f'<figure><img src="{escape(p.name)}" alt="{escape(p.stem)}">'
@@ -206,8 +219,7 @@ def _fairness(fairness: pd.DataFrame, problems: list[str]) -> str:
     verdict = (
         "<ul>" + "".join(f"<li class=bad>{escape(p)}</li>" for p in problems) + "</ul>"
         if problems
-        else "<p>All runs share segment, context and budget, and the runs of each seed share "
-        "the data fingerprint and data seed.</p>"
+        else f"<p>{escape(ALL_FAIR)}</p>"
     )
     return verdict + html_table(shown, bad, mark="bad", row_class=rows, table_id="fairness")
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ablation.files import write_text
+from ablation.report.budgets import ranking_readable, ranking_statement
 from ablation.report.significance import MIN_TRACKS, smallest_p
 from ablation.report.tables import in_target_order
 from ablation.tables import markdown_table
@@ -26,6 +27,7 @@ def write_report(
     missing: list[str],
     fairness: str = "",
     over_seeds: pd.DataFrame | None = None,
+    ranking: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``report.md`` (tables, fairness, significance, plots) beside the CSVs."""
     lines = [
@@ -33,7 +35,8 @@ def write_report(
         "",
         "Test figures: museval v4 (SiSEC 2018) on the test set, SDR in dB as the median "
         "over tracks of the median over 1 s frames; MSE over all test samples; "
-        "val loss: the lowest logged; training MACs = steps x forward MACs of a batch.",
+        "val loss: the lowest logged; training FLOPs = steps x the measured FLOPs of a "
+        "training step (forward and backward).",
         "",
         "## Runs",
         "",
@@ -52,6 +55,9 @@ def write_report(
         _significance_markdown(pairs),
         "",
     ]
+    if ranking is not None:
+        lines += ["## The ranking at every budget", "", ranking_statement(ranking), ""]
+        lines += [markdown_table(ranking_readable(ranking)), ""] if not ranking.empty else []
     if over_seeds is not None and not over_seeds.empty:
         lines += ["## Significance over seeds: paired t-test, seed k against seed k", ""]
         lines += [_seeds_markdown(over_seeds), ""]
@@ -89,7 +95,7 @@ def fmt(value: Any, decibels: bool = False) -> str:
 
 
 def _runs_markdown(table: pd.DataFrame) -> str:
-    shown = table.drop(columns=["configuration", "training MACs"]).set_index("run")
+    shown = table.drop(columns=["configuration", "training FLOPs"]).set_index("run")
     return markdown_table(readable(shown.dropna(axis=1, how="all")))
 
 

@@ -1,4 +1,4 @@
-"""The report's four plots: validation loss, SDR boxes, SDR against depth and compute."""
+"""The report's plots: validation loss, SDR boxes, SDR against depth, compute and budget."""
 
 from __future__ import annotations
 
@@ -7,19 +7,27 @@ from pathlib import Path
 import pandas as pd
 
 from ablation.constants import VAL_LOSS
+from ablation.report.budgets import by_configuration, fraction_label
 from ablation.report.runs import Run
 from ablation.report.tables import own_targets, target_rank
 
 
 def plot_all(
-    runs: list[Run], table: pd.DataFrame, tracks: pd.DataFrame, order: list[str], out: Path
+    runs: list[Run],
+    table: pd.DataFrame,
+    tracks: pd.DataFrame,
+    order: list[str],
+    out: Path,
+    budgets: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Every plot the data allows, as PNGs in ``out``; ``order``: the configurations' boxes."""
+    """Every plot the data allows, as PNGs in ``out``; ``order``: the configurations' boxes;
+    ``budgets``: :func:`ablation.report.budgets.budget_table`."""
     made = (
         plot_val_loss(runs, out / "val_loss.png"),
         plot_boxes(tracks, order, out / "sdr_boxplot.png"),
         plot_depth(table, tracks, out / "sdr_vs_depth.png"),
         plot_compute(table, out / "sdr_vs_compute.png"),
+        plot_budget(budgets, out / "sdr_vs_budget.png") if budgets is not None else None,
     )
     return [p for p in made if p is not None]
 
@@ -116,23 +124,42 @@ def _per_track(rows: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_compute(table: pd.DataFrame, path: Path) -> Path | None:
-    """Mean test SDR against training compute (steps x MACs of a training batch)."""
-    rows = table.dropna(subset=["training MACs", "test SDR mean"])
+    """Mean test SDR against measured training compute (steps x FLOPs of a step)."""
+    rows = table.dropna(subset=["training FLOPs", "test SDR mean"])
     if rows.empty:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for dimension, part in rows.groupby("dimension"):
-        ax.scatter(part["training MACs"], part["test SDR mean"], label=dimension)
+        ax.scatter(part["training FLOPs"], part["test SDR mean"], label=dimension)
         for _, row in part.iterrows():
             ax.annotate(
-                str(row["run"]), (row["training MACs"], row["test SDR mean"]), fontsize="x-small"
+                str(row["run"]), (row["training FLOPs"], row["test SDR mean"]), fontsize="x-small"
             )
     ax.set_xscale("log")
-    ax.set_xlabel("training compute: steps x forward MACs of a training batch")
+    ax.set_xlabel("training FLOPs (measured: steps x forward and backward of a step)")
     ax.set_ylabel("test SDR (dB), mean over sources")
     ax.grid(alpha=0.3)
     ax.legend(title="dimension")
+    return _save(fig, path)
+
+
+def plot_budget(table: pd.DataFrame, path: Path) -> Path | None:
+    """Mean test SDR against the budget fraction, one line per configuration."""
+    wide = by_configuration(table)
+    if wide.empty:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for configuration, scores in wide.iterrows():
+        scores = scores.dropna()
+        ax.plot(scores.index, scores.to_numpy(), marker="o", label=configuration)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(wide.columns), [fraction_label(f) for f in wide.columns])
+    ax.set_xlabel("fraction of the budget")
+    ax.set_ylabel("test SDR (dB), mean over sources")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return _save(fig, path)
 
 

@@ -7,16 +7,19 @@ missing shows as an empty cell.
 - ``checkpoints/last.ckpt`` (else any ``.ckpt``): the net, rebuilt from its
   ``net_config`` to count parameters, receptive field and MACs; epochs and steps;
 - ``summary.json``, written when training ended inside its budget: epochs and
-  steps done, training wall time, peak GPU memory (preferred to the checkpoint's);
+  steps done, training wall time, the measured training FLOPs, the budget unit, peak
+  GPU memory (preferred to the checkpoint's);
 - ``metrics.csv`` (the CSV log): the validation loss curve, its lowest value;
 - evaluation folders of ``ablation eval`` below the run (found by their
   ``evaluation.json``; ``best*`` checkpoints preferred, then ``last``): test SDR
-  and MSE per source, per-track SDR.
+  and MSE per source, per-track SDR; those of ``budget-<f>.ckpt`` give the SDR at
+  each fraction of the budget.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from ablation.report.evaluations import Evaluation, find_evaluations, pick_evalu
 from ablation.runs import SUMMARY
 
 PEAK_GPU_MEM = "perf/peak_gpu_mem_gb"
+BUDGET_CHECKPOINT = re.compile(r"budget-([0-9.]+)\.ckpt")
 
 
 @dataclass
@@ -56,13 +60,11 @@ class Run:
     val_curve: pd.DataFrame | None = None
     evaluation: Evaluation | None = None
     configuration: str = ""
-
-    @property
-    def training_macs(self) -> float | None:
-        """Steps x forward MACs of one training batch (``macs_per_second`` x segment x batch)."""
-        if None in (self.steps, self.macs_per_second, self.segment_s):
-            return None
-        return self.steps * self.macs_per_second * self.segment_s * (self.batch_size or 1)
+    # measured: steps x FLOPs of a training step (forward and backward, every rank)
+    train_flops: float | None = None
+    budget_unit: str | None = None
+    # test evaluations of the budget-fraction checkpoints, by fraction of the budget
+    budget_evaluations: dict[float, Evaluation] = field(default_factory=dict)
 
 
 def read_run(folder: Path) -> Run:
@@ -76,8 +78,21 @@ def read_run(folder: Path) -> Run:
     run.batch_size = _by_last_key(run.config, "batch_size")
     _read_checkpoint(run)
     _read_logs(run)
-    run.evaluation = pick_evaluation(find_evaluations(folder))
+    evaluations = find_evaluations(folder)
+    run.evaluation = pick_evaluation(evaluations)
+    run.budget_evaluations = budget_evaluations(evaluations)
     return run
+
+
+def budget_evaluations(evaluations: list[Evaluation]) -> dict[float, Evaluation]:
+    """The test evaluations of ``checkpoints/budget-<f>.ckpt``, by fraction ``f``."""
+    found = {}
+    for evaluation in evaluations:
+        name = Path(evaluation.manifest.get("checkpoint") or "").name
+        match = BUDGET_CHECKPOINT.fullmatch(name)
+        if match and evaluation.manifest.get("subset", "test") == "test":
+            found[float(match[1])] = evaluation
+    return dict(sorted(found.items()))
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -149,7 +164,8 @@ def _read_logs(run: Run) -> None:
         run.peak_gpu_mem_gb = float(metrics[PEAK_GPU_MEM].max())
     summary = read_object(run.folder / SUMMARY) or {}
     run.wall_time_s = _first(summary, "train_seconds", "wall_time_s")
-    for name in ("peak_gpu_mem_gb", "epochs", "steps", "preset", "dimension", "depth"):
+    fields = ("peak_gpu_mem_gb", "epochs", "steps", "preset", "dimension", "depth")
+    for name in (*fields, "train_flops", "budget_unit"):
         value = summary.get(name)
         if value is not None:
             setattr(run, name, value)

@@ -25,7 +25,7 @@ RUN_COLUMNS = (
     "steps",
     "wall time (min)",
     "peak GPU mem (GB)",
-    "training MACs",
+    "training FLOPs",
     "val loss",
 )
 
@@ -65,7 +65,7 @@ def runs_table(runs: list[Run], baselines: list[Evaluation], targets: list[str])
                 "steps": run.steps,
                 "wall time (min)": None if run.wall_time_s is None else run.wall_time_s / 60,
                 "peak GPU mem (GB)": run.peak_gpu_mem_gb,
-                "training MACs": run.training_macs,
+                "training FLOPs": run.train_flops,
                 "val loss": run.val_loss,
                 **_test_columns(run.evaluation, targets),
             }

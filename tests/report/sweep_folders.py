@@ -23,6 +23,7 @@ TARGETS = ("vocals", "accompaniment")
 STEPS = 30
 BATCH = 4
 SEGMENT = 1.0
+FLOPS_PER_STEP = 3.5e9  # what the run measured (lightning_modules.run_budget)
 
 
 def write_checkpoint(path: Path, depth: int):
@@ -46,12 +47,17 @@ def write_checkpoint(path: Path, depth: int):
 
 
 def write_evaluation(
-    folder: Path, sdr: np.ndarray, baseline: str | None = None, root="/data", tracks=TRACKS
+    folder: Path,
+    sdr: np.ndarray,
+    baseline: str | None = None,
+    root="/data",
+    tracks=TRACKS,
+    checkpoint: str = "last.ckpt",
 ) -> None:
     """The files of an ``ablation eval`` folder that the report reads."""
     folder.mkdir(parents=True)
     manifest = {"baseline": baseline, "subset": "test", "root": str(root), "targets": list(TARGETS)}
-    manifest["checkpoint"] = None if baseline else str(folder.parent / "last.ckpt")
+    manifest["checkpoint"] = None if baseline else str(folder.parent / checkpoint)
     (folder / "evaluation.json").write_text(json.dumps(manifest))
     summary = {
         t: {"SDR": float(np.median(sdr[:, i])), "MSE": 0.01 * (i + 1)}
@@ -84,6 +90,7 @@ def write_run(sweep: Path, name: str, depth: int, seed: int, evaluated: bool = T
         "epochs": 3,
         "steps": STEPS,
         "train_seconds": 90.0,
+        "train_flops": STEPS * FLOPS_PER_STEP,
         "peak_gpu_mem_gb": 0.5,
     }
     (run / "summary.json").write_text(json.dumps(summary))
