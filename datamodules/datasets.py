@@ -211,8 +211,14 @@ class RandomSegments(_StemDataset):
         remix: draw each stem from its own random track and offset (Open-Unmix,
             Demucs); otherwise all stems share one track and offset, and every
             track appears ``segments_per_track`` times per epoch.
-        context: real-audio samples around the loss region on each side.
+        context: real-audio samples around the loss region on each side (what the
+            items carry: the part of the placement context this net reads).
         seed: the data seed.
+        place_context: samples kept inside the track on each side of every loss
+            region, where the track is long enough (default ``context``). The sweep's
+            configured context, the same for every cell, so the stream is too: the
+            deepest cell's context then lies in real audio, and a shallow cell's
+            items are the same loss regions with less of that context read.
     """
 
     def __init__(
@@ -224,19 +230,27 @@ class RandomSegments(_StemDataset):
         remix: bool,
         context: int = 0,
         seed: int = 0,
+        place_context: int | None = None,
     ):
         super().__init__(arrays, targets, segment, context)
         self.segments_per_track = segments_per_track
         self.remix = remix
         self.seed = seed
+        self.place_context = context if place_context is None else place_context
         self._orders: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.arrays) * self.segments_per_track
 
     def _offset(self, rng: np.random.Generator, track: int) -> int:
-        room = max(self.arrays.lengths[track] - self.segment, 0)
-        return int(rng.integers(room + 1))
+        """A loss-region offset with ``place_context`` of the track on both sides; a
+        track shorter than that window places it anywhere (its items carry zeros, and
+        the fairness record counts them)."""
+        length, margin = self.arrays.lengths[track], self.place_context
+        room = length - self.segment - 2 * margin
+        if room >= 0:
+            return margin + int(rng.integers(room + 1))
+        return int(rng.integers(max(length - self.segment, 0) + 1))
 
     def _track_order(self, epoch: int) -> np.ndarray:
         if epoch not in self._orders:

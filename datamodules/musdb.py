@@ -249,6 +249,7 @@ class MUSDBDataModule(L.LightningDataModule):
                 self.hparams.remix,
                 context=self.window_context_samples,
                 seed=self.seed,
+                place_context=self.context_samples,
             )
         if stage in ("fit", "validate", None):
             self.val_set = FixedSegments(

@@ -56,6 +56,7 @@ class FairnessRecord(Callback):
         self.digests: dict[int, str] = {}
         self.real = 0
         self.outputs = 0
+        self.padded = 0  # items whose window reaches past a track's start or end
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # The record's own work (hashing, context accounting) is timed apart from the
@@ -79,8 +80,10 @@ class FairnessRecord(Callback):
         self.digests[index] = stems_digest(batch[..., context : context + segment])
         reach = pl_module.net.reach_samples()
         for position in positions:
-            self.real += real_outputs(dataset.padding(position), reach, segment, context)
+            padding = dataset.padding(position)
+            self.real += real_outputs(padding, reach, segment, context)
             self.outputs += segment
+            self.padded += any(padding)
 
     def record(self, pl_module: L.LightningModule, datamodule) -> dict[str, Any]:
         """The data part of the fairness record."""
@@ -100,11 +103,18 @@ class FairnessRecord(Callback):
             "context_seconds": datamodule.context_samples / rate,
             "net_context_seconds": max(net.context_samples(segment), *net.reach_samples()) / rate,
             "real_context_fraction": self.real / self.outputs if self.outputs else None,
+            "padded_items": self.padded,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"digests": dict(self.digests), "real": self.real, "outputs": self.outputs}
+        return {
+            "digests": dict(self.digests),
+            "real": self.real,
+            "outputs": self.outputs,
+            "padded": self.padded,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.digests = {int(k): v for k, v in state_dict["digests"].items()}
         self.real, self.outputs = int(state_dict["real"]), int(state_dict["outputs"])
+        self.padded = int(state_dict.get("padded", 0))

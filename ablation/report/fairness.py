@@ -46,11 +46,15 @@ SHOWN = {
     "items_seen": "items seen",
     "train_flops": "training FLOPs",
     "real_context_fraction": "real context",
+    "padded_items": "padded items",
     "weights": "weights",  # raw or an EMA of them
     "lr_schedule": "lr schedule",
 }
 # The recipe and the machine (the record's ``settings``), each named by the config key a
 # sweep varies it by; every run must share those its sweep does not vary.
+# Below this share of loss-region outputs with their whole receptive field in real
+# audio, a run partly judged music by zero padding: the report flags it.
+REAL_CONTEXT_FLOOR = 0.99
 SETTINGS = {
     "model.lr": "learning rate",
     "model.weight_decay": "weight decay",
@@ -136,6 +140,14 @@ def fairness_problems(
         group = (lambda run: seeds.get(run)) if key in PER_SEED else (lambda run: None)
         for members in _groups(recorded, group).values():
             problems += _differing(members, key, label, shared)
+    problems += [
+        f"{run}: real context {rec['real_context_fraction']:.3f} below {REAL_CONTEXT_FLOOR}: "
+        f"outputs near loss-region edges saw zeros; raise data.context to the deepest "
+        f"cell's need, or use longer tracks"
+        for run, rec in recorded.items()
+        if rec.get("real_context_fraction") is not None
+        and rec["real_context_fraction"] < REAL_CONTEXT_FLOOR
+    ]
     settings = {run: rec.get("settings") or {} for run, rec in recorded.items()}
     for key, label in SETTINGS.items():
         if key not in varied and any(key in values for values in settings.values()):

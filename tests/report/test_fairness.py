@@ -145,3 +145,17 @@ def test_the_fingerprint_shown_is_that_of_the_batches_every_run_hashed():
     shown = fairness_table(records)["data fingerprint"]
     assert shown["long"] == shown["short"] not in ("A", "B")
     assert shown["long"] == hashlib.sha256("".join(digests[:20]).encode()).hexdigest()
+
+
+def test_a_run_whose_outputs_saw_zeros_is_flagged():
+    from ablation.report.fairness import fairness_problems
+
+    records = {
+        "2d-depth6-seed0": {**BASE, "real_context_fraction": 0.85},
+        "2d-depth2-seed0": {**BASE, "real_context_fraction": 0.995},
+        "1d-depth3-seed0": {**BASE, "real_context_fraction": 1.0},
+    }
+    problems = fairness_problems(records)
+    assert len(problems) == 1 and problems[0].startswith(
+        "2d-depth6-seed0: real context 0.850 below 0.99"
+    )
