@@ -45,6 +45,7 @@ def test_sweep_yaml_is_valid_and_expands_to_its_grid(path):
     assert config["metric"]["name"] == MONITOR and config["metric"]["goal"] == "maximize"
     cells = grid(config)
     expected = independent_grid(config)
+
     def key(cell):  # a grid is a set of runs; the engine lists parameters by name
         return json.dumps(cell, sort_keys=True)
 
