@@ -59,8 +59,8 @@ SWEEP ?= sweeps/depth_dimension.yaml
 # SLURM=1: a job array instead (PARTITION, ACCOUNT, GPUS_PER_TASK, TIME, SLURM_ARGS="--mem=32G ...", DRY_RUN=1)
 SLURM_FLAGS = --slurm $(if $(PARTITION),--partition $(PARTITION)) $(if $(ACCOUNT),--account $(ACCOUNT)) \
 	$(if $(GPUS_PER_TASK),--gpus-per-task $(GPUS_PER_TASK)) $(if $(TIME),--time $(TIME)) $(SLURM_ARGS) $(if $(DRY_RUN),--dry-run)
-sweep: install ## Train a sweep's grid: SWEEP=sweeps/x.yaml GPUS=0,1 COUNT=n ROOT=/path/musdb SEEDS=3 [SLURM=1 PARTITION=p TIME=04:00:00 DRY_RUN=1] (online with W&B credentials, else offline)
-	$(BIN)/ablation sweep $(SWEEP) $(if $(GPUS),--gpus $(GPUS)) $(if $(COUNT),--count $(COUNT)) $(if $(ROOT),--root $(ROOT)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(SLURM),$(SLURM_FLAGS))
+sweep: install ## Train a sweep's grid: SWEEP=sweeps/x.yaml GPUS=0,1 COUNT=n ROOT=/path/musdb SEEDS=3 TUNING=runs/tune_lr [SLURM=1 PARTITION=p TIME=04:00:00 DRY_RUN=1] (online with W&B credentials, else offline)
+	$(BIN)/ablation sweep $(SWEEP) $(if $(GPUS),--gpus $(GPUS)) $(if $(COUNT),--count $(COUNT)) $(if $(ROOT),--root $(ROOT)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(TUNING),--fit-arg=--run.tuning=$(TUNING)) $(if $(SLURM),$(SLURM_FLAGS))
 
 demo: install ## The whole pipeline on a generated toy dataset, CPU, offline (ROOT=/path/musdb for real data)
 	WANDB_MODE=offline $(BIN)/ablation demo $(if $(ROOT),--root $(ROOT))

@@ -41,6 +41,7 @@ from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.files import TMP_SUFFIX
 from ablation.runs import (
+    DIMENSION_MODULES,
     LAST,
     WANDB_RUN,
     is_done,
@@ -50,6 +51,7 @@ from ablation.runs import (
     run_name,
 )
 from ablation.slurm import write_task_record
+from ablation.tuning import tuned_rate
 from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
 from lightning_modules.budget import (
@@ -267,6 +269,13 @@ class AblationCLI(LightningCLI):
             "budget run.val_every_seconds is of trainer.max_time)",
         )
         parser.add_argument(
+            "--run.tuning",
+            type=str | None,
+            default=None,
+            help="the runs of sweeps/tune_lr.yaml (e.g. runs/tune_lr): train at the learning "
+            "rate they chose for this run's dimension instead of model.lr",
+        )
+        parser.add_argument(
             "--run.checkpoint_fractions",
             type=list[float],
             default=list(CHECKPOINT_FRACTIONS),
@@ -283,6 +292,24 @@ class AblationCLI(LightningCLI):
         if config.data.seed is None:
             seed = config.seed_everything
             config.data.seed = 0 if isinstance(seed, bool) or seed is None else int(seed)
+        self.lr_source = self._learning_rate(config)
+
+    def _learning_rate(self, config) -> str:
+        """Each family at its own tuned rate when the run points at tuning runs
+        (``--run.tuning``); says in one line where the rate came from."""
+        module = "." + config.model.class_path.rsplit(".", 1)[-1]
+        dimension = next((d for d, p in DIMENSION_MODULES.items() if p.endswith(module)), None)
+        tuning = config.run.tuning
+        if tuning is None or dimension is None:
+            source = "configured"
+            detail = "no tuning runs given (--run.tuning=runs/tune_lr picks each family's)"
+        else:
+            config.model.init_args.lr = tuned_rate(tuning, dimension)
+            source = f"tuned: {tuning}"
+            detail = f"the {dimension} rate the tuning runs in {tuning} chose"
+        if self.subcommand == "fit" and rank_zero_only.rank == 0:
+            print(f"learning rate {config.model.init_args.lr:g}: {detail}", flush=True)
+        return source
 
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path``: the checkpoint's module class and net arguments override the
@@ -395,7 +422,7 @@ class AblationCLI(LightningCLI):
                 self.budget,
                 FairnessRecord(),
                 RunCheckpoint(self.run_dir / "checkpoints", self.budget),
-                RunRecord(self.run_dir, name, sweep),
+                RunRecord(self.run_dir, name, sweep, self.lr_source),
                 TrimMetricsOnResume(),
             ],
         )

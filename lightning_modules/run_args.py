@@ -6,7 +6,8 @@ compare the new arguments with the recorded ones first.
 The rule: every argument counts, except those that say *where* things are or *how
 they are shown*, and those a resume is meant to change:
 
-- places: ``run.dir``, ``run.sweep``, ``run.name``, ``run.calibration``, ``data.cache_dir``,
+- places: ``run.dir``, ``run.sweep``, ``run.name``, ``run.calibration``, ``run.tuning``
+  (the rate it chose is ``model.lr``), ``data.cache_dir``,
   ``trainer.default_root_dir``, ``ckpt_path``; ``data.root`` counts by the folder it
   resolves to, so another spelling of the same folder is the same data;
 - hardware and loading: ``trainer.accelerator|strategy|devices|num_nodes``,
@@ -36,7 +37,7 @@ CONFIG = "config.yaml"
 IGNORED = frozenset(
     {
         "config", "ckpt_path", "weights_only",
-        "run.dir", "run.sweep", "run.name", "run.project", "run.calibration",
+        "run.dir", "run.sweep", "run.name", "run.project", "run.calibration", "run.tuning",
         "data.cache_dir", "data.num_workers", "data.pin_memory", "data.resident",
         "data.progress",
         "model.example_every_n_epochs", "model.examples", "model.lr",

@@ -88,9 +88,10 @@ class RunRecord(Callback):
     normally (time budget, max epochs); an interrupted run gets no summary, so the
     sweep runner resumes it."""
 
-    def __init__(self, run_dir: Path, name: str, sweep: str):
+    def __init__(self, run_dir: Path, name: str, sweep: str, lr_source: str = "configured"):
         self.run_dir = Path(run_dir)
         self.name, self.sweep = name, sweep
+        self.lr_source = lr_source
 
     def _wandb(self, trainer: L.Trainer) -> WandbLogger | None:
         return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
@@ -118,6 +119,7 @@ class RunRecord(Callback):
     def summary(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         checkpoint = _find(trainer, ModelCheckpoint)
         fairness = fairness_record(trainer, pl_module)
+        fairness["settings"]["lr_source"] = self.lr_source
         metrics = trainer.callback_metrics
         best = checkpoint.best_model_score
         return {

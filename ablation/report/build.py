@@ -34,6 +34,7 @@ from ablation.report.runs import Run, checkpoint_file, read_run
 from ablation.report.significance import per_track_sdr, seed_pairs, wilcoxon_pairs
 from ablation.report.tables import runs_table, scores_table, targets
 from ablation.report.wandb_log import log_report
+from ablation.tuning import tuning_table
 
 
 class ReportError(AblationError):
@@ -50,7 +51,8 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
             ``significance.csv``, ``significance_seeds.csv``, ``tracks.csv``,
             ``scores.csv``, ``fairness.csv``, ``budgets.csv`` (test SDR of each run's
             budget-fraction checkpoints), ``ranking_budgets.csv`` (the winner at each
-            fraction and Kendall's tau with the full budget's ranking), the
+            fraction and Kendall's tau with the full budget's ranking), ``tuning.csv``
+            (the learning rates the runs' tuning stage tried and chose), the
             PNG plots, ``index.html`` and the listening excerpts in ``listen/``.
         name: title of the report (the sweep name).
         wandb_log: also log the tables and plots to a new W&B run ``report-<name>``
@@ -87,6 +89,9 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
     _write_csv(out / "significance_seeds.csv", over_seeds, index=False)
     _write_csv(out / "tracks.csv", tracks, index=False)
     _write_csv(out / "scores.csv", scores)
+    tuning = _tuning(run_list)
+    if tuning is not None:
+        _write_csv(out / "tuning.csv", tuning, index=False)
     budgets = budget_table(run_list)
     ranking = ranking_across_budgets(budgets)
     _write_csv(out / "budgets.csv", budgets, index=False)
@@ -106,17 +111,29 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
     ]
     report = write_report(
         out, name, table, configurations, pairs, plots, missing, fairness_section, over_seeds,
-        ranking,
+        ranking, tuning,
     )  # fmt: skip
     excerpts, note = _listen(run_list, out)
     labels = [b.label for b in baselines]
     page = Page(name, table, configurations, labels, scored, scores, pairs, fairness, problems)
     page.plots, page.excerpts, page.listening_note, page.missing = plots, excerpts, note, missing
-    page.ranking = ranking
+    page.ranking, page.tuning = ranking, tuning
     print(f"report page: {write_page(out, page)}")
     if wandb_log:
         log_report(name, table, pairs, plots, report, excerpts, out)
     return report
+
+
+def _tuning(runs: list[Run]) -> pd.DataFrame | None:
+    """The tuning table of the tuning runs the runs took their rates from, if any."""
+    folders = sorted({str(r.config["run.tuning"]) for r in runs if r.config.get("run.tuning")})
+    tables = []
+    for folder in folders:
+        try:
+            tables.append(tuning_table(folder).assign(tuning=folder))
+        except AblationError as error:
+            warnings.warn(f"tuning table skipped: {error}", stacklevel=2)
+    return pd.concat(tables, ignore_index=True) if tables else None
 
 
 def _listen(runs: list[Run], out: Path) -> tuple[list, str]:

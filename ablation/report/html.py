@@ -16,11 +16,13 @@ from ablation.report.budgets import ranking_readable, ranking_statement
 from ablation.report.fairness import ALL_FAIR, fairness_readable
 from ablation.report.listening import REFERENCE, Excerpt
 from ablation.report.markdown import (
+    TUNING_NOTE,
     configurations_readable,
     effect_sizes,
     readable,
     significance_wide,
     too_few_tracks,
+    tuning_readable,
 )
 
 # Where the Wilcoxon signed-rank test cannot reach p < 0.05 whatever the data (n <= 5).
@@ -67,6 +69,7 @@ class Page:
     listening_note: str = ""
     missing: list[str] = field(default_factory=list)
     ranking: pd.DataFrame | None = None
+    tuning: pd.DataFrame | None = None
 
 
 def write_page(out: Path, page: Page) -> Path:
@@ -75,6 +78,7 @@ def write_page(out: Path, page: Page) -> Path:
         ("results", "Results", _headline(page)),
         ("plots", "Plots", _plots(page.plots)),
         ("budgets", "At every budget", _budgets(page.ranking)),
+        ("tuning", "Learning rates", _tuning(page.tuning)),
         ("listening", "Listening", _listening(page)),
         ("fairness", "Fairness", _fairness(page.fairness, page.problems)),
         ("significance", "Significance", _significance(page.pairs)),
@@ -153,6 +157,13 @@ def _budgets(ranking: pd.DataFrame | None) -> str:
         return ""
     table = "" if ranking.empty else html_table(ranking_readable(ranking), table_id="budgets")
     return f"<p>{escape(ranking_statement(ranking))}</p>{table}"
+
+
+def _tuning(tuning: pd.DataFrame | None) -> str:
+    """The tuning stage's table, or where the rates came from without one."""
+    if tuning is None:
+        return "<p>Every run trained at its configured learning rate (no tuning runs given).</p>"
+    return f"<p>{escape(TUNING_NOTE)}</p>" + html_table(tuning_readable(tuning), table_id="tuning")
 
 
 def _plots(plots: list[Path]) -> str:

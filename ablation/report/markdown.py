@@ -28,6 +28,7 @@ def write_report(
     fairness: str = "",
     over_seeds: pd.DataFrame | None = None,
     ranking: pd.DataFrame | None = None,
+    tuning: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``report.md`` (tables, fairness, significance, plots) beside the CSVs."""
     lines = [
@@ -55,6 +56,9 @@ def write_report(
         _significance_markdown(pairs),
         "",
     ]
+    if tuning is not None:
+        lines += ["## Learning rates: the tuning stage", "", TUNING_NOTE, ""]
+        lines += [markdown_table(tuning_readable(tuning)), ""]
     if ranking is not None:
         lines += ["## The ranking at every budget", "", ranking_statement(ranking), ""]
         lines += [markdown_table(ranking_readable(ranking)), ""] if not ranking.empty else []
@@ -67,6 +71,20 @@ def write_report(
     path = out / "report.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+TUNING_NOTE = (
+    "Each dimension trains at the rate whose tuning runs reached the highest best val/sdr, "
+    "averaged over the dimension's tuned cells (sweeps/tune_lr.yaml)."
+)
+
+
+def tuning_readable(tuning: pd.DataFrame) -> pd.DataFrame:
+    """The tuning table for reading: the chosen rate of each dimension marked."""
+    shown = tuning.copy()
+    shown["chosen"] = shown.chosen.map({True: "chosen", False: ""})
+    shown["mean best val/sdr"] = shown["mean best val/sdr"].map(lambda v: f"{v:.2f}")
+    return shown.set_index("dimension")
 
 
 def readable(df: pd.DataFrame) -> pd.DataFrame:
