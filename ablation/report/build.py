@@ -31,7 +31,12 @@ from ablation.report.listening import write_listening
 from ablation.report.markdown import write_report
 from ablation.report.plots import plot_all
 from ablation.report.runs import Run, checkpoint_file, read_run
-from ablation.report.significance import per_track_sdr, seed_pairs, wilcoxon_pairs
+from ablation.report.significance import (
+    per_track_sdr,
+    seed_pairs,
+    two_way_pairs,
+    wilcoxon_pairs,
+)
 from ablation.report.tables import runs_table, scores_table, targets
 from ablation.report.wandb_log import log_report
 from ablation.tuning import tuning_table
@@ -48,7 +53,8 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
         runs: run folders (``runs/<sweep>/<run>``), or evaluation folders of
             baselines (any folder holding ``evaluation.json``).
         out: folder for ``report.md``, ``runs.csv``, ``configurations.csv``,
-            ``significance.csv``, ``significance_seeds.csv``, ``tracks.csv``,
+            ``significance.csv``, ``significance_seeds.csv``, ``significance_both.csv``
+            (the two-way bootstrap over seeds and tracks), ``tracks.csv``,
             ``scores.csv``, ``fairness.csv``, ``budgets.csv`` (test SDR of each run's
             budget-fraction checkpoints), ``ranking_budgets.csv`` (the winner at each
             fraction and Kendall's tau with the full budget's ranking), ``tuning.csv``
@@ -82,11 +88,13 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
     pairs = wilcoxon_pairs(tracks[tracks.configuration.isin(models)], models)
     seeds = {r.name: r.seed for r in run_list}
     over_seeds = seed_pairs(tracks, seeds, models)
+    both = two_way_pairs(tracks, seeds, models)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "runs.csv", table, index=False)
     _write_csv(out / "configurations.csv", configurations)
     _write_csv(out / "significance.csv", pairs, index=False)
     _write_csv(out / "significance_seeds.csv", over_seeds, index=False)
+    _write_csv(out / "significance_both.csv", both, index=False)
     _write_csv(out / "tracks.csv", tracks, index=False)
     _write_csv(out / "scores.csv", scores)
     tuning = _tuning(run_list)
@@ -111,7 +119,7 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
     ]
     report = write_report(
         out, name, table, configurations, pairs, plots, missing, fairness_section, over_seeds,
-        ranking, tuning,
+        ranking, tuning, both,
     )  # fmt: skip
     excerpts, note = _listen(run_list, out)
     labels = [b.label for b in baselines]

@@ -24,6 +24,7 @@ from ablation.report.markdown import (
     too_few_tracks,
     tuning_readable,
 )
+from ablation.report.significance import ONE_SEED
 
 # Where the Wilcoxon signed-rank test cannot reach p < 0.05 whatever the data (n <= 5).
 _PLOTS = {
@@ -81,7 +82,7 @@ def write_page(out: Path, page: Page) -> Path:
         ("tuning", "Learning rates", _tuning(page.tuning)),
         ("listening", "Listening", _listening(page)),
         ("fairness", "Fairness", _fairness(page.fairness, page.problems)),
-        ("significance", "Significance", _significance(page.pairs)),
+        ("significance", "Significance", _significance(page.pairs) + _seeds_note(page)),
     ]
     if page.missing:
         items = "".join(f"<li>{escape(m)}</li>" for m in page.missing)
@@ -233,6 +234,12 @@ def _fairness(fairness: pd.DataFrame, problems: list[str]) -> str:
         else f"<p>{escape(ALL_FAIR)}</p>"
     )
     return verdict + html_table(shown, bad, mark="bad", row_class=rows, table_id="fairness")
+
+
+def _seeds_note(page: Page) -> str:
+    """Whether training variance is known: one seed per configuration leaves it open."""
+    seeds = page.configurations.get("seeds")
+    return f"<p class=bad>{escape(ONE_SEED)}</p>" if seeds is not None and seeds.max() <= 1 else ""
 
 
 def _significance(pairs: pd.DataFrame) -> str:

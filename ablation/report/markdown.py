@@ -12,7 +12,7 @@ import pandas as pd
 
 from ablation.files import write_text
 from ablation.report.budgets import ranking_readable, ranking_statement
-from ablation.report.significance import MIN_TRACKS, smallest_p
+from ablation.report.significance import MIN_TRACKS, ONE_SEED, smallest_p
 from ablation.report.tables import in_target_order
 from ablation.tables import markdown_table
 
@@ -29,6 +29,7 @@ def write_report(
     over_seeds: pd.DataFrame | None = None,
     ranking: pd.DataFrame | None = None,
     tuning: pd.DataFrame | None = None,
+    both: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``report.md`` (tables, fairness, significance, plots) beside the CSVs."""
     lines = [
@@ -65,6 +66,8 @@ def write_report(
     if over_seeds is not None and not over_seeds.empty:
         lines += ["## Significance over seeds: paired t-test, seed k against seed k", ""]
         lines += [_seeds_markdown(over_seeds), ""]
+    lines += ["## Significance over tracks and seeds: two-way bootstrap", ""]
+    lines += [_both_markdown(both, configurations), ""]
     if missing:
         lines += ["## Not evaluated", "", *(f"- {m}" for m in missing), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
@@ -191,6 +194,26 @@ def _significance_markdown(pairs: pd.DataFrame) -> str:
         "p-values corrected over all pairs and targets (Benjamini-Hochberg):\n\n"
         f"{corrected}\n\n{effects}"
     )
+
+
+def _both_markdown(both: pd.DataFrame | None, configurations: pd.DataFrame) -> str:
+    """The two-way bootstrap's table, or why there is none (one seed)."""
+    if "seeds" in configurations and configurations.seeds.max() <= 1:
+        return ONE_SEED
+    if both is None or both.empty:
+        return "No two configurations share two or more seeds: nothing to test over seeds."
+    shown = both.assign(
+        cell=[
+            f"{fmt(m, True)} [{fmt(lo, True)}, {fmt(hi, True)}] (p {fmt(p)})"
+            for m, lo, hi, p in zip(
+                both["mean difference"], both["ci low"], both["ci high"], both.p, strict=True
+            )
+        ]
+    )
+    wide = shown.pivot_table(index=["a", "b"], columns="target", values="cell", aggfunc="first")
+    wide.index = [f"{a} vs {b}" for a, b in wide.index]
+    wide.index.name = "pair: mean a - b in dB over seeds and tracks [95 % interval] (p)"
+    return markdown_table(wide[in_target_order(wide)])
 
 
 def _seeds_markdown(over_seeds: pd.DataFrame) -> str:

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import bootstrap, false_discovery_control, wilcoxon
 
 from ablation.report.markdown import too_few_tracks
-from ablation.report.significance import wilcoxon_pairs
+from ablation.report.significance import ONE_SEED, two_way_pairs, wilcoxon_pairs
 
 from .sweep_folders import SDR, TARGETS
 
@@ -119,3 +119,49 @@ def test_the_report_tests_over_seeds_only_where_pairs_share_two_seeds(report):
     # depth 3 has seed 0 alone: no pair shares two seeds, so no test and no section
     assert list(over_seeds.columns[:4]) == ["a", "b", "target", "seeds"] and over_seeds.empty
     assert "Significance over seeds" not in path.read_text()
+
+
+# ---- both sources of variance (issue 22) ---------------------------------------------------
+def seeded_tracks(seed_shifts: dict[int, float]) -> tuple[pd.DataFrame, dict]:
+    """Configuration A beats B by 1 dB on each of 10 tracks within a seed, and each
+    seed of A moves all its tracks by ``seed_shifts[seed]``."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(5.0, 2.0, size=10)
+    rows, seeds = [], {}
+    for seed, shift in seed_shifts.items():
+        for configuration, offset in (("A", 1.0 + shift), ("B", 0.0)):
+            run = f"{configuration}-seed{seed}"
+            seeds[run] = seed
+            noise = rng.normal(0.0, 0.05, size=10)
+            rows += [(configuration, run, f"t{i}", "vocals", base[i] + offset + noise[i])
+                     for i in range(10)]  # fmt: skip
+    return pd.DataFrame(rows, columns=["configuration", "run", "track", "target", "SDR"]), seeds
+
+
+def test_a_difference_that_holds_across_seeds_is_significant_over_both():
+    tracks, seeds = seeded_tracks({0: 0.0, 1: 0.1, 2: -0.1})
+    both = two_way_pairs(tracks, seeds, ["A", "B"]).iloc[0]
+    assert (both.seeds, both.tracks) == (3, 10)
+    assert both["mean difference"] == pytest.approx(1.0, abs=0.05)
+    assert both["ci low"] > 0.5 and both.p < 0.01
+
+
+def test_a_difference_another_seed_undoes_is_not_significant_over_both():
+    """Over tracks alone A wins every seed-averaged track; its seeds disagree by more
+    than the difference, and the two-way bootstrap says so."""
+    tracks, seeds = seeded_tracks({0: 2.0, 1: -2.0, 2: 0.5})
+    assert wilcoxon_pairs(tracks, ["A", "B"]).iloc[0].p < 0.01  # tracks only: "significant"
+    both = two_way_pairs(tracks, seeds, ["A", "B"]).iloc[0]
+    assert both["ci low"] < 0 < both["ci high"] and both.p > 0.05
+
+
+def test_one_seed_says_training_variance_is_unknown(report):
+    path, _ = report
+    text = path.read_text()
+    assert "## Significance over tracks and seeds: two-way bootstrap" in text
+    # the package's report has two seeds of one configuration and one of the other
+    assert ONE_SEED not in text
+    configurations = pd.DataFrame({"seeds": [1, 1]})
+    from ablation.report.markdown import _both_markdown
+
+    assert _both_markdown(None, configurations) == ONE_SEED
