@@ -18,7 +18,7 @@ from pathlib import Path
 from ablation.errors import AblationError
 
 DEBUG_ENV = "ABLATION_DEBUG"
-MODEL_ARGUMENT = re.compile(r"^--model\.([\w.]+)=(.*)$")
+VARIANT_ARGUMENT = re.compile(r"^--(cell|model\.[\w.]+|data\.segment)=(.*)$")
 
 
 @contextmanager
@@ -48,9 +48,9 @@ def expand_cell(argv: Sequence[str]) -> list[str]:
     before any ``--model.*`` argument, so the expansion goes where the cell or the
     first of those stood, whichever is earlier.
     """
-    from ablation.runs import DIMENSION_MODULES, parse_cell
+    from ablation.runs import DIMENSION_MODULES, cell_filters, parse_cell
 
-    args, cell, position = [], None, None
+    args, cell, position, filters = [], None, None, None
     items = list(argv)
     while items:
         arg = items.pop(0)
@@ -58,6 +58,7 @@ def expand_cell(argv: Sequence[str]) -> list[str]:
             arg = f"--cell={items.pop(0)}"
         if arg.startswith("--cell="):
             cell = parse_cell(arg.split("=", 1)[1])
+            filters = cell_filters(arg.split("=", 1)[1])
             position = len(args) if position is None else position
             continue
         if arg.startswith("--model.") and position is None:
@@ -66,14 +67,20 @@ def expand_cell(argv: Sequence[str]) -> list[str]:
     if cell is None:
         return args
     dimension, depth = cell
-    args[position:position] = [f"--model={DIMENSION_MODULES[dimension]}", f"--model.depth={depth}"]
+    expansion = [f"--model={DIMENSION_MODULES[dimension]}", f"--model.depth={depth}"]
+    expansion += [f"--model.filters={filters}"] if filters is not None else []
+    args[position:position] = expansion
     return args
 
 
 def model_arguments(argv: Sequence[str]) -> dict[str, str]:
-    """The ``--model.X=V`` arguments given on a command line, as ``{X: V}`` (what
-    :func:`ablation.runs.model_variants` names a run after)."""
-    return {m[1]: m[2] for m in map(MODEL_ARGUMENT.match, argv) if m}
+    """The arguments a run is named after, from a command line: a cell's filters, the
+    ``--model.X=V`` and the named data arguments (:data:`ablation.runs.NAMED_DATA`), as
+    ``{X: V}`` (what :func:`ablation.runs.model_variants` names a run after)."""
+    from ablation.runs import variant_arguments
+
+    given = {m[1]: m[2] for m in map(VARIANT_ARGUMENT.match, argv) if m}
+    return variant_arguments(given)
 
 
 def _toy_data(argv: Sequence[str]) -> None:

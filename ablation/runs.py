@@ -24,7 +24,10 @@ DIMENSION_MODULES = {
     "1d": "lightning_modules.WaveUNetModule",
     "2d": "lightning_modules.SpecUNetModule",
 }
-CELL = re.compile(r"^(?P<dimension>[12]d)-depth(?P<depth>\d+)$")
+# A grid cell: dimension and depth, and for parameter-matched grids the filters too.
+CELL = re.compile(r"^(?P<dimension>[12]d)-depth(?P<depth>\d+)(?:-filters(?P<filters>\d+))?$")
+# Data arguments that name a run's variant when a sweep varies them (a segment sweep).
+NAMED_DATA = ("segment",)
 SUMMARY = "summary.json"
 WANDB_RUN = "wandb_run.json"
 LAST = "last.ckpt"
@@ -33,13 +36,38 @@ SWEEP_COPY = "sweep.yaml"
 
 
 def parse_cell(cell: str) -> tuple[str, int]:
-    """``"2d-depth4"`` -> ``("2d", 4)``."""
+    """``"2d-depth4"`` -> ``("2d", 4)`` (a ``-filters<F>`` suffix allowed)."""
+    match = _match_cell(cell)
+    return match["dimension"], int(match["depth"])
+
+
+def cell_filters(cell: str) -> int | None:
+    """The filters a cell names (``"1d-depth3-filters73"`` -> 73), else None."""
+    filters = _match_cell(cell)["filters"]
+    return None if filters is None else int(filters)
+
+
+def _match_cell(cell: str) -> re.Match:
     match = CELL.match(cell)
     if not match:
         raise ValueError(
-            f"cell {cell!r} is not a grid cell: expected '<1d|2d>-depth<N>', e.g. '1d-depth6'."
+            f"cell {cell!r} is not a grid cell: expected '<1d|2d>-depth<N>', e.g. '1d-depth6' "
+            f"(or '1d-depth3-filters73' with the first level's filters)."
         )
-    return match["dimension"], int(match["depth"])
+    return match
+
+
+def variant_arguments(params: Mapping[str, object]) -> dict[str, object]:
+    """The arguments that name a run's variant, from dotted parameters (a sweep's, or a
+    command line's): a cell's filters, then ``model.*``, then :data:`NAMED_DATA`, each
+    without its prefix (what :func:`model_variants` turns into name parts)."""
+    filters = cell_filters(str(params["cell"])) if "cell" in params else None
+    named: dict[str, object] = {} if filters is None else {"filters": filters}
+    for key, value in params.items():
+        prefix, _, name = key.partition(".")
+        if prefix == "model" or (prefix == "data" and name in NAMED_DATA):
+            named[name] = value
+    return named
 
 
 def _slug(value: object) -> str:

@@ -29,7 +29,14 @@ import yaml
 from ablation.children import die_with_parent, terminate_children_on_sigterm
 from ablation.errors import AblationError
 from ablation.files import write_text
-from ablation.runs import SWEEP_COPY, is_done, model_variants, parse_cell, run_name
+from ablation.runs import (
+    SWEEP_COPY,
+    is_done,
+    model_variants,
+    parse_cell,
+    run_name,
+    variant_arguments,
+)
 from ablation.slurm import (
     SlurmOptions,
     agent_task_command,
@@ -189,8 +196,8 @@ def command(config: dict[str, Any], params: dict[str, Any]) -> list[str]:
 def cell_run_dir(runs_dir: Path, sweep: str, params: dict[str, Any]) -> Path:
     """The folder the CLI will give this run (same naming as ``ablation fit``)."""
     dimension, depth = parse_cell(str(params["cell"]))
-    model = {k.removeprefix("model."): v for k, v in params.items() if k.startswith("model.")}
-    name = run_name(dimension, depth, params.get("seed_everything", 0), model_variants(model))
+    variants = model_variants(variant_arguments(params))
+    name = run_name(dimension, depth, params.get("seed_everything", 0), variants)
     return runs_dir / sweep / name
 
 

@@ -428,8 +428,9 @@ class AblationCLI(LightningCLI):
         )
         trainer = super().instantiate_trainer(**kwargs)
         self.budget_plan = BudgetPlan(self.model, self.datamodule, trainer, self.budget, run)
-        self.budget_plan.measure_flops()
-        self.budget_plan.resolve(cell_key(name), self.run_dir.parent)
+        if self.subcommand == "fit":  # validate and test train nothing: no budget to resolve
+            self.budget_plan.measure_flops()
+            self.budget_plan.resolve(cell_key(name), self.run_dir.parent)
         return trainer
 
     # ---- fit with skip and resume ---------------------------------------------------
