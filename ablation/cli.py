@@ -92,10 +92,11 @@ def _toy_data(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     from datamodules import make_toy_dataset
 
-    out = make_toy_dataset(
-        args.out, args.train, args.test, args.duration, seed=args.seed,
-        test_duration=args.test_duration,
-    )  # fmt: skip
+    with one_line_errors():
+        out = make_toy_dataset(
+            args.out, args.train, args.test, args.duration, seed=args.seed,
+            test_duration=args.test_duration,
+        )  # fmt: skip
     print(f"toy dataset written to {out} ({args.train} train, {args.test} test tracks)")
 
 
@@ -254,7 +255,8 @@ def _demo(argv: Sequence[str]) -> None:
     parser.add_argument("--out", default="results/demo")
     parser.add_argument("--jobs", type=int, default=None, help="evaluation processes")
     args = parser.parse_args(argv)
-    run_demo(args.root, args.runs_dir, args.out, args.jobs)
+    with one_line_errors():
+        run_demo(args.root, args.runs_dir, args.out, args.jobs)
 
 
 def _separate(argv: Sequence[str]) -> None:
