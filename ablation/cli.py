@@ -30,6 +30,10 @@ def one_line_errors(*kinds: type[Exception]) -> Iterator[None]:
     except (AblationError, *kinds) as err:
         if os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
             raise
+        code = getattr(err, "exit_code", None)  # one a caller acts on (ablation.run_lock)
+        if code is not None:
+            print(f"error: {_root_cause(err)}", file=sys.stderr)
+            raise SystemExit(code) from None
         raise SystemExit(f"error: {_root_cause(err)}") from None
 
 

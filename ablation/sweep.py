@@ -12,9 +12,9 @@ started again.
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
-import queue
 import re
 import shutil
 import subprocess
@@ -29,7 +29,8 @@ import yaml
 from ablation.children import die_with_parent, terminate_children_on_sigterm
 from ablation.errors import AblationError
 from ablation.files import write_text
-from ablation.runs import is_done, model_variants, parse_cell, run_name
+from ablation.run_lock import IN_USE_EXIT_CODE, RunLock
+from ablation.runs import SUMMARY, is_done, model_variants, parse_cell, run_name
 from ablation.slurm import (
     SlurmOptions,
     agent_task_command,
@@ -234,7 +235,8 @@ def run_cell(
 ) -> int:
     """Train cell ``index`` of the offline expansion in this very process (a Slurm array
     task): the process becomes ``ablation fit``, so the signals Slurm sends before a
-    time limit reach Lightning. Returns 0 for a cell finished earlier."""
+    time limit reach Lightning (and skips a cell finished earlier with the same
+    arguments and data). Waits while another process trains the cell."""
     config, name, cells = offline_cells(path)
     if not 0 <= index < len(cells):
         raise SweepError(
@@ -244,9 +246,12 @@ def run_cell(
     params = cells[index]
     run_dir = cell_run_dir(Path(runs_dir), name, params)
     label = f"[{index + 1}/{len(cells)}] {run_dir.name}"
-    if is_done(run_dir):
-        print(f"{label}: done earlier, skipped", flush=True)
-        return 0
+    run_lock = RunLock(run_dir)
+    if not run_lock.is_free():
+        print(f"{label}: waiting for {run_lock.holder()}, which trains it", flush=True)
+        run_lock.acquire(wait=True)
+        run_lock.release()
+    # a finished run is skipped by `ablation fit` itself, once it compared arguments and data
     cmd = offline_command(config, name, params, runs_dir, extra_args)
     print(f"{label}: {' '.join(cmd)}", flush=True)
     os.execvpe(cmd[0], cmd, offline_env())
@@ -258,6 +263,15 @@ class Outcome:
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+
+
+def _summary_stamp(run_dir: Path) -> tuple[int, int] | None:
+    """The summary's modification time and size: unchanged by a run that was skipped."""
+    try:
+        stat = (Path(run_dir) / SUMMARY).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def run_offline(
@@ -280,12 +294,14 @@ def run_offline(
     Returns:
         Which runs finished, were skipped as done, or failed (a failure does not
         stop the other cells).
+
+    A cell with a ``summary.json`` is skipped only once ``ablation fit`` found its
+    arguments and data the recorded ones (else it fails, saying what changed). A cell
+    another process trains (its run folder is locked, :mod:`ablation.run_lock`) is left
+    for later while free cells remain, then waited for.
     """
     config, name, cells = offline_cells(path)
     cells = cells[:count]
-    slots: queue.Queue = queue.Queue()
-    for gpu in gpus or [None]:
-        slots.put(gpu)
     outcome, lock = Outcome(), threading.Lock()
     running: set[subprocess.Popen] = set()
 
@@ -296,22 +312,24 @@ def run_offline(
     pending = [p for p in cells if not is_done(cell_run_dir(Path(runs_dir), name, p))]
     if pending:
         dry_run(path, cell_command(pending[0]), pending[0], env)
+    todo = collections.deque(enumerate(cells))
+    deferred: collections.deque = collections.deque()  # cells another process trains
 
-    def run_cell(index: int, params: dict[str, Any]) -> None:
+    def train(index: int, params: dict[str, Any], gpu: str | None) -> str:
+        """Run the cell's `ablation fit` (which also decides whether a finished run may be
+        skipped); returns finished, skipped, failed or in use."""
         run_dir = cell_run_dir(Path(runs_dir), name, params)
         label = f"[{index + 1}/{len(cells)}] {run_dir.name}"
-        if is_done(run_dir):
-            print(f"{label}: done earlier, skipped", flush=True)
-            with lock:
-                outcome.skipped.append(run_dir.name)
-            return
-        gpu = slots.get()
+        before = _summary_stamp(run_dir)
         try:
             cmd = cell_command(params)
             cell_env = dict(env)
             if gpu is not None:
                 cell_env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-            print(f"{label}: {' '.join(cmd)}", flush=True)
+            if before is not None:
+                print(f"{label}: summary.json present: checking its arguments and data", flush=True)
+            else:
+                print(f"{label}: {' '.join(cmd)}", flush=True)
             # This thread waits for the child, so it outlives it, as die_with_parent needs.
             child = subprocess.Popen(
                 cmd, env=cell_env, preexec_fn=functools.partial(die_with_parent, os.getpid())
@@ -321,18 +339,50 @@ def run_offline(
             code = child.wait()
             with lock:
                 running.discard(child)
-            ok = code == 0 and is_done(run_dir)
-            with lock:
-                (outcome.finished if ok else outcome.failed).append(run_dir.name)
-            print(f"{label}: {'finished' if ok else f'FAILED (exit code {code})'}", flush=True)
         except OSError as err:  # the command could not start: a failed cell, not a lost one
-            with lock:
-                outcome.failed.append(run_dir.name)
             print(f"{label}: FAILED to start ({err})", flush=True)
-        finally:
-            slots.put(gpu)
+            return "failed"
+        if code == IN_USE_EXIT_CODE:
+            return "in use"
+        if code == 0 and before is not None and _summary_stamp(run_dir) == before:
+            print(f"{label}: done earlier, skipped", flush=True)
+            return "skipped"
+        ok = code == 0 and is_done(run_dir)
+        print(f"{label}: {'finished' if ok else f'FAILED (exit code {code})'}", flush=True)
+        return "finished" if ok else "failed"
 
-    threads = [threading.Thread(target=run_cell, args=(i, p)) for i, p in enumerate(cells)]
+    def worker(gpu: str | None) -> None:
+        while True:
+            with lock:
+                if not todo and not deferred:
+                    return
+                wait = not todo  # every cell left is another process's: wait for them
+                index, params = todo.popleft() if todo else deferred.popleft()
+            run_dir = cell_run_dir(Path(runs_dir), name, params)
+            label = f"[{index + 1}/{len(cells)}] {run_dir.name}"
+            run_lock = RunLock(run_dir)
+            if wait:
+                print(f"{label}: waiting for {run_lock.holder()}, which trains it", flush=True)
+                run_lock.acquire(wait=True)
+                run_lock.release()
+            elif not run_lock.is_free():
+                print(
+                    f"{label}: {run_lock.holder()} trains it now: taking the next free cell, "
+                    "back to this one later",
+                    flush=True,
+                )
+                with lock:
+                    deferred.append((index, params))
+                continue
+            result = train(index, params, gpu)
+            with lock:
+                if result == "in use":  # another process took it between our look and its start
+                    print(f"{label}: taken by another process: back to it later", flush=True)
+                    deferred.append((index, params))
+                else:
+                    getattr(outcome, result).append(run_dir.name)
+
+    threads = [threading.Thread(target=worker, args=(gpu,)) for gpu in gpus or [None]]
     with terminate_children_on_sigterm(lambda: list(running)):
         for thread in threads:
             thread.start()

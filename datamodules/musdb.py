@@ -151,7 +151,7 @@ class MUSDBDataModule(L.LightningDataModule):
 
     # ---- discovery and cache ------------------------------------------------
     def _ensure_root(self) -> None:
-        if self.root == Path(DEFAULT_TOY_ROOT) and not self.root.exists():
+        if self.root.resolve() == Path(DEFAULT_TOY_ROOT).resolve() and not self.root.exists():
             from datamodules.toy import make_toy_dataset
 
             log.warning("no dataset root given: generating the toy dataset in %s", self.root)

@@ -185,7 +185,8 @@ def make_toy_dataset(
         ToyDataError: a negative track count or a duration that is not positive.
     """
     out = Path(out)
-    if min(n_train, n_test) < 0 or not duration > 0 or not (test_duration or duration) > 0:
+    test_seconds = duration if test_duration is None else test_duration
+    if min(n_train, n_test) < 0 or not duration > 0 or not test_seconds > 0:
         raise ToyDataError(
             f"a toy dataset needs track counts >= 0 and durations > 0 seconds, got {n_train} "
             f"train and {n_test} test tracks of {duration} s (test: {test_duration}): "

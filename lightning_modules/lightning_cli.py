@@ -30,6 +30,7 @@ import yaml
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -38,6 +39,7 @@ from ablation.checkpoint import checkpoint_step, read_checkpoint
 from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.files import TMP_SUFFIX
+from ablation.run_lock import lock_run
 from ablation.runs import (
     LAST,
     WANDB_RUN,
@@ -50,10 +52,17 @@ from ablation.runs import (
 from ablation.slurm import write_task_record
 from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
+from datamodules.musdb import DEFAULT_TOY_ROOT
 from lightning_modules.budget import TrainingBudget, budget_seconds
 from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
-from lightning_modules.run_args import check_same_args
+from lightning_modules.run_args import (
+    check_same_args,
+    check_same_data,
+    data_record,
+    resolved_root,
+    write_data_record,
+)
 from lightning_modules.run_record import RunRecord
 from lightning_modules.separation import SeparationModule
 from lightning_modules.wandb_log import SteppedWandbLogger
@@ -62,6 +71,8 @@ log = logging.getLogger(__name__)
 
 
 PARTIAL_SUFFIX = ".partial"
+# Commands that read a run and must not change its training record.
+READ_ONLY_SUBCOMMANDS = ("validate", "test")
 
 
 def remove_leftovers(run_dir: Path) -> list[Path]:
@@ -233,6 +244,8 @@ class AblationCLI(LightningCLI):
         if config.data.seed is None:
             seed = config.seed_everything
             config.data.seed = 0 if isinstance(seed, bool) or seed is None else int(seed)
+        # config.yaml records the root this run reads, also when $MUSDB_PATH gave it
+        config.data.root = resolved_root(config.data.root, DEFAULT_TOY_ROOT)
 
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path``: the checkpoint's module class and net arguments override the
@@ -308,7 +321,11 @@ class AblationCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         self.run_dir, name, sweep = self._run_dir()
+        if self.subcommand in READ_ONLY_SUBCOMMANDS:
+            return super().instantiate_trainer(**self._read_only_trainer_args(kwargs))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # one writer per run: held until this process ends (see _run_subcommand)
+        self.run_lock = lock_run(self.run_dir) if rank_zero_only.rank == 0 else None
         remove_leftovers(self.run_dir)
         # Before the W&B logger, which rewinds its history to the resume point.
         self.resume_from = resume_checkpoint(self.run_dir)
@@ -347,6 +364,27 @@ class AblationCLI(LightningCLI):
         )
         return super().instantiate_trainer(**kwargs)
 
+    def _read_only_trainer_args(self, kwargs: dict) -> dict:
+        """``validate`` and ``test`` leave the run's training record alone: their config,
+        ``metrics.csv`` and Lightning files go to ``<run>/<subcommand>/``, no W&B run is
+        resumed, no checkpoint is written and nothing of the run folder is renamed."""
+        out = self.run_dir / self.subcommand
+        self._resolve_context()
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        return {
+            **kwargs,
+            "default_root_dir": str(out),
+            "logger": [CSVLogger(str(out), name="", version="")],
+            "callbacks": list(trainer_config.get("callbacks") or []),
+        }
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            if getattr(self, "run_lock", None) is not None:
+                self.run_lock.release()
+
     # ---- fit with skip and resume ---------------------------------------------------
     def _current_args(self) -> dict:
         """This run's arguments as ``config.yaml`` will hold them."""
@@ -358,11 +396,15 @@ class AblationCLI(LightningCLI):
         # Checked before trainer.fit, which rewrites config.yaml and hparams.yaml.
         if is_done(self.run_dir):
             check_same_args(self.run_dir, self._current_args(), "be skipped as finished")
+            check_same_data(self.run_dir, data_record(self.datamodule), "be skipped as finished")
             print(f"{self.run_dir}: finished earlier (summary.json present), skipping")
             return
         last = self.resume_from
         if last is not None:
             check_same_args(self.run_dir, self._current_args(), "resume")
+            check_same_data(self.run_dir, data_record(self.datamodule), "resume")
+        elif rank_zero_only.rank == 0:
+            write_data_record(self.run_dir, data_record(self.datamodule))
         if ckpt_path is None and last is not None:
             print(f"{self.run_dir}: resuming from {last}")
             ckpt_path = str(last)
