@@ -278,13 +278,12 @@ def _separate(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    from ablation.separate import separate_file
+    from ablation.separate import output_folders, separate_file
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    for song in args.songs:
-        out = args.out
-        if out is not None and len(args.songs) > 1:
-            out = f"{args.out}/{Path(song).stem}"
+    with one_line_errors():
+        folders = output_folders(args.songs, args.out)
+    for song, out in zip(args.songs, folders, strict=True):
         with one_line_errors():
             paths = separate_file(
                 args.ckpt, song, out, args.segment, args.overlap, args.batch_size, device
