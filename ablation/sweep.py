@@ -57,7 +57,22 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
             f"sweep file {path} not found: expected a W&B sweep YAML, e.g. "
             f"sweeps/depth_dimension.yaml."
         )
-    config = yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise SweepError(
+            f"{path} is not valid YAML ({problem}{at}): expected a W&B sweep YAML such as "
+            f"sweeps/depth_dimension.yaml. Fix its syntax there."
+        ) from None
+    if not isinstance(config, dict):
+        raise SweepError(
+            f"{path} holds {'nothing' if config is None else f'a {type(config).__name__}'}, not a "
+            f"sweep: expected a mapping with method, metric and parameters, as in "
+            f"sweeps/depth_dimension.yaml."
+        )
     violations = sweeps.schema_violations_from_proposed_config(config)
     if violations:
         raise SweepError(f"{path} is not a valid W&B sweep: {'; '.join(violations)}")
@@ -274,6 +289,38 @@ def _summary_stamp(run_dir: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+def check_count(count: int | None) -> None:
+    """Refuse a ``--count`` that is not a number of cells (``cells[:-1]`` drops the last)."""
+    if count is not None and count < 1:
+        raise SweepError(f"--count must be 1 or more cells, got {count}: e.g. --count 2.")
+
+
+def check_gpus(gpus: list[str] | None) -> None:
+    """Refuse a ``--gpus`` list naming one GPU twice, or a GPU this machine does not have
+    (ids as ``CUDA_VISIBLE_DEVICES`` takes them; ``GPU-``/``MIG-`` UUIDs are not checked)."""
+    if not gpus:
+        return
+    twice = sorted({g for g in gpus if gpus.count(g) > 1})
+    if twice:
+        raise SweepError(
+            f"--gpus names GPU {', '.join(twice)} more than once ({','.join(gpus)}): two cells "
+            f"would share it. Give each GPU once, e.g. --gpus 0,1."
+        )
+    numbers = [g for g in gpus if not g.upper().startswith(("GPU-", "MIG-"))]
+    if not numbers:
+        return
+    import torch
+
+    found = torch.cuda.device_count()
+    wrong = [g for g in numbers if not g.isdigit() or int(g) >= found]
+    if wrong:
+        have = f"GPUs 0 to {found - 1}" if found else "no CUDA GPU"
+        raise SweepError(
+            f"--gpus names GPU {', '.join(wrong)}, but this machine has {have}: give ids of "
+            f"`nvidia-smi -L`, or leave out --gpus."
+        )
+
+
 def run_offline(
     path: str | Path,
     gpus: list[str] | None = None,
@@ -300,6 +347,7 @@ def run_offline(
     another process trains (its run folder is locked, :mod:`ablation.run_lock`) is left
     for later while free cells remain, then waited for.
     """
+    check_count(count)
     config, name, cells = offline_cells(path)
     cells = cells[:count]
     outcome, lock = Outcome(), threading.Lock()
@@ -444,6 +492,7 @@ def run_online(
     entity: str | None = None,
 ) -> str:
     """Create the sweep on W&B and run one agent per GPU; returns ``ENTITY/PROJECT/ID``."""
+    check_count(count)
     sweep_id = create_sweep(path, project, entity)
     wandb = _wandb()
     agents = []
@@ -492,6 +541,8 @@ def submit_slurm(
         sweep_id: online: an existing ``ENTITY/PROJECT/ID`` instead of a new sweep.
         extra_args: appended to every offline cell's ``ablation fit`` command.
     """
+    check_count(count)
+    options.check()  # before anything is written
     config = load_sweep(path)
     name = sweep_name(path, config)
     runs_dir = Path(runs_dir).resolve()
@@ -553,6 +604,8 @@ def run_sweep(
     extra_args: list[str] | None = None,
 ) -> int:
     """``make sweep``: online when W&B credentials exist, else offline. Returns an exit code."""
+    check_count(count)
+    check_gpus(gpus)
     if root:
         os.environ["MUSDB_PATH"] = str(Path(root).resolve())  # read by MUSDBDataModule
     if offline is None:

@@ -401,6 +401,7 @@ class AblationCLI(LightningCLI):
             return
         last = self.resume_from
         if last is not None:
+            read_checkpoint(last)  # a damaged file is named in one line, before Lightning reads it
             check_same_args(self.run_dir, self._current_args(), "resume")
             check_same_data(self.run_dir, data_record(self.datamodule), "resume")
         elif rank_zero_only.rank == 0:
