@@ -204,14 +204,19 @@ class AblationCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str], run: bool = True):
         self.argv = list(args)
-        super().__init__(
-            SeparationModule,
-            MUSDBDataModule,
-            subclass_mode_model=True,
-            args=self.argv,
-            run=run,
-            save_config_kwargs={"overwrite": True},
-        )
+        self.run_lock = None
+        try:
+            super().__init__(
+                SeparationModule,
+                MUSDBDataModule,
+                subclass_mode_model=True,
+                args=self.argv,
+                run=run,
+                save_config_kwargs={"overwrite": True},
+            )
+        finally:  # the run folder's lock (instantiate_trainer) ends with the command
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def parse_arguments(self, parser, args) -> None:
         # `args` is the command with --cell expanded while sys.argv keeps the user's own
@@ -324,7 +329,7 @@ class AblationCLI(LightningCLI):
         if self.subcommand in READ_ONLY_SUBCOMMANDS:
             return super().instantiate_trainer(**self._read_only_trainer_args(kwargs))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        # one writer per run: held until this process ends (see _run_subcommand)
+        # one writer per run: held until the command ends (see __init__) or the process dies
         self.run_lock = lock_run(self.run_dir) if rank_zero_only.rank == 0 else None
         remove_leftovers(self.run_dir)
         # Before the W&B logger, which rewinds its history to the resume point.
@@ -370,20 +375,8 @@ class AblationCLI(LightningCLI):
         resumed, no checkpoint is written and nothing of the run folder is renamed."""
         out = self.run_dir / self.subcommand
         self._resolve_context()
-        trainer_config = self._get(self.config_init, "trainer", default={})
-        return {
-            **kwargs,
-            "default_root_dir": str(out),
-            "logger": [CSVLogger(str(out), name="", version="")],
-            "callbacks": list(trainer_config.get("callbacks") or []),
-        }
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        try:
-            super()._run_subcommand(subcommand)
-        finally:
-            if getattr(self, "run_lock", None) is not None:
-                self.run_lock.release()
+        logger = CSVLogger(str(out), name="", version="")
+        return {**kwargs, "default_root_dir": str(out), "logger": [logger]}
 
     # ---- fit with skip and resume ---------------------------------------------------
     def _current_args(self) -> dict:
