@@ -70,6 +70,8 @@ class RunLock:
 
     def is_free(self) -> bool:
         """Whether no other process holds the lock now (taken and released at once)."""
+        if not self.path.exists():  # no process has trained here: nothing to create
+            return True
         if self.acquire():
             self.release()
             return True

@@ -430,7 +430,8 @@ def run_offline(
                 else:
                     getattr(outcome, result).append(run_dir.name)
 
-    threads = [threading.Thread(target=worker, args=(gpu,)) for gpu in gpus or [None]]
+    # daemons: one waiting for another process's lock must not keep an interrupted runner
+    threads = [threading.Thread(target=worker, args=(gpu,), daemon=True) for gpu in gpus or [None]]
     with terminate_children_on_sigterm(lambda: list(running)):
         for thread in threads:
             thread.start()
