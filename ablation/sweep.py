@@ -606,7 +606,6 @@ def run_sweep(
 ) -> int:
     """``make sweep``: online when W&B credentials exist, else offline. Returns an exit code."""
     check_count(count)
-    check_gpus(gpus)
     if root:
         os.environ["MUSDB_PATH"] = str(Path(root).resolve())  # read by MUSDBDataModule
     if offline is None:
