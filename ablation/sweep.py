@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,7 @@ class Outcome:
 
 
 def _summary_stamp(run_dir: Path) -> tuple[int, int] | None:
-    """The summary's modification time and size: unchanged by a run that was skipped."""
+    """The summary's modification time (ns) and size; None without a summary."""
     try:
         stat = (Path(run_dir) / SUMMARY).stat()
     except OSError:
@@ -378,6 +379,7 @@ def run_offline(
                 print(f"{label}: summary.json present: checking its arguments and data", flush=True)
             else:
                 print(f"{label}: {' '.join(cmd)}", flush=True)
+            started_ns = time.time_ns()
             # This thread waits for the child, so it outlives it, as die_with_parent needs.
             child = subprocess.Popen(
                 cmd, env=cell_env, preexec_fn=functools.partial(die_with_parent, os.getpid())
@@ -392,7 +394,10 @@ def run_offline(
             return "failed"
         if code == IN_USE_EXIT_CODE:
             return "in use"
-        if code == 0 and before is not None and _summary_stamp(run_dir) == before:
+        after = _summary_stamp(run_dir)
+        # unchanged, or written before the child started (by another process, while we waited)
+        kept = after == before if before is not None else after and after[0] < started_ns
+        if code == 0 and after is not None and kept:
             print(f"{label}: done earlier, skipped", flush=True)
             return "skipped"
         ok = code == 0 and is_done(run_dir)
