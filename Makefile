@@ -60,16 +60,16 @@ SWEEP ?= sweeps/depth_dimension.yaml
 SLURM_FLAGS = --slurm $(if $(PARTITION),--partition $(PARTITION)) $(if $(ACCOUNT),--account $(ACCOUNT)) \
 	$(if $(GPUS_PER_TASK),--gpus-per-task $(GPUS_PER_TASK)) $(if $(TIME),--time $(TIME)) $(SLURM_ARGS) $(if $(DRY_RUN),--dry-run)
 sweep: install ## Train a sweep's grid: SWEEP=sweeps/x.yaml GPUS=0,1 COUNT=n ROOT=/path/musdb SEEDS=3 TUNING=runs/tune_lr [SLURM=1 PARTITION=p TIME=04:00:00 DRY_RUN=1] (online with W&B credentials, else offline)
-	$(BIN)/ablation sweep $(SWEEP) $(if $(GPUS),--gpus $(GPUS)) $(if $(COUNT),--count $(COUNT)) $(if $(ROOT),--root $(ROOT)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(TUNING),--fit-arg=--run.tuning=$(TUNING)) $(if $(SLURM),$(SLURM_FLAGS))
+	$(BIN)/ablation sweep $(SWEEP) $(if $(GPUS),--gpus $(GPUS)) $(if $(COUNT),--count $(COUNT)) $(if $(ROOT),--root '$(ROOT)') $(if $(SEEDS),--seeds $(SEEDS)) $(if $(TUNING),--fit-arg='--run.tuning=$(TUNING)') $(if $(SLURM),$(SLURM_FLAGS))
 
 demo: install ## The whole pipeline on a generated toy dataset, CPU, offline (ROOT=/path/musdb for real data)
-	WANDB_MODE=offline $(BIN)/ablation demo $(if $(ROOT),--root $(ROOT))
+	WANDB_MODE=offline $(BIN)/ablation demo $(if $(ROOT),--root '$(ROOT)')
 
 .PHONY: sweep demo
 
 SUBSET ?= test
 eval: install ## SiSEC evaluation: CKPT=path [ROOT=musdb] [SUBSET=test] [OUT=dir] [BASELINE=mixture|gain|oracle-irm] [JOBS=n] [METRICS=torch|museval] [SHIFTS=n] [BUDGETS=1]
-	$(BIN)/ablation eval $(if $(CKPT),--ckpt $(CKPT)) $(if $(ROOT),--root $(ROOT)) --subset $(SUBSET) $(if $(OUT),--out $(OUT)) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(JOBS),--jobs $(JOBS)) $(if $(METRICS),--metrics $(METRICS)) $(if $(SHIFTS),--shifts $(SHIFTS)) $(if $(BUDGETS),--budgets)
+	$(BIN)/ablation eval $(if $(CKPT),--ckpt '$(CKPT)') $(if $(ROOT),--root '$(ROOT)') --subset $(SUBSET) $(if $(OUT),--out '$(OUT)') $(if $(BASELINE),--baseline $(BASELINE)) $(if $(JOBS),--jobs $(JOBS)) $(if $(METRICS),--metrics $(METRICS)) $(if $(SHIFTS),--shifts $(SHIFTS)) $(if $(BUDGETS),--budgets)
 
 report: install ## Comparison table and plots: SWEEP=depth_dimension or RUNS="runs/a runs/b" -> results/<name>/
 	$(BIN)/ablation report $(if $(SWEEP),--sweep $(SWEEP)) $(if $(RUNS),--runs $(RUNS))

@@ -64,11 +64,11 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         # Our own checkpoints hold plain Python containers, but older Lightning
         # versions pickled other objects, so a full (trusted) unpickling is needed.
         checkpoint = torch.load(path, map_location=device, weights_only=False, mmap=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}); "
-            f"expected a .ckpt file written by `ablation fit`."
-        ) from error
+    except Exception:
+        try:  # the legacy (non-zip) format cannot be memory-mapped: read it whole
+            checkpoint = torch.load(path, map_location=device, weights_only=False)
+        except Exception as error:
+            raise damaged_checkpoint(path, error) from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     missing = [key for key in REQUIRED if key not in (hparams or {})]
     if missing or not isinstance(checkpoint.get("state_dict"), dict):
@@ -79,6 +79,23 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
             f"written by `ablation fit`."
         )
     return checkpoint
+
+
+def damaged_checkpoint(path: Path, error: BaseException) -> CheckpointError:
+    """The one-line refusal of a file ``torch.load`` cannot read."""
+    size = path.stat().st_size if path.exists() else 0
+    said = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+    cause = f"{type(error).__name__}{f': {said}' if said else ''}"
+    fix = (
+        "delete it (and summary.json, if any) to train the run again from its start, or "
+        "restore it from a copy"
+        if path.name == "last.ckpt"
+        else "pass a .ckpt file written by `ablation fit` (a copy cut short is unreadable)"
+    )
+    return CheckpointError(
+        f"checkpoint {path} ({size} bytes) is damaged, not a readable PyTorch checkpoint "
+        f"({cause}): expected a whole .ckpt file written by `ablation fit`; {fix}."
+    )
 
 
 def checkpoint_step(path: str | Path) -> int:

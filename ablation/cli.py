@@ -8,6 +8,7 @@ stderr and exit code 1; ``ABLATION_DEBUG=1`` shows its traceback instead."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -30,7 +31,46 @@ def one_line_errors(*kinds: type[Exception]) -> Iterator[None]:
     except (AblationError, *kinds) as err:
         if os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
             raise
+        code = getattr(err, "exit_code", None)  # one a caller acts on (ablation.run_lock)
+        if code is not None:
+            print(f"error: {_root_cause(err)}", file=sys.stderr)
+            raise SystemExit(code) from None
         raise SystemExit(f"error: {_root_cause(err)}") from None
+    except (OSError, RuntimeError) as err:
+        message = storage_error(err)
+        if message is None or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+            raise
+        raise SystemExit(f"error: {message}") from None
+
+
+# A full disk, a quota, a read-only or forbidden folder: the user's to fix, not a bug.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+# What torch.save says when its writes fail (it does not keep the OSError).
+TORCH_WRITE_FAILED = ("file write failed", "PytorchStreamWriter failed")
+
+
+def storage_error(err: BaseException) -> str | None:
+    """One line for an error of the storage (anywhere in ``err``'s chain); None otherwise."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
+            where = f" writing {seen.filename}" if seen.filename else ""
+            return (
+                f"{seen.strerror or os.strerror(seen.errno)}{where}: expected room and write "
+                f"access in the runs folder (--run.dir, --runs-dir), the cache ($ABLATION_CACHE) "
+                f"and the output folder (--out). Free space or fix the permissions and run the "
+                f"command again: files written before stay whole (writes are atomic) and an "
+                f"interrupted run resumes from its last.ckpt."
+            )
+        if isinstance(seen, RuntimeError) and any(m in str(seen) for m in TORCH_WRITE_FAILED):
+            return (
+                "a checkpoint could not be written (torch.save: file write failed; a full disk?): "
+                "free space in the runs folder and run the command again: the previous "
+                "last.ckpt stays whole (checkpoints are written aside, then renamed) and the run "
+                "resumes from it."
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _root_cause(err: BaseException) -> str:
@@ -99,10 +139,11 @@ def _toy_data(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     from datamodules import make_toy_dataset
 
-    out = make_toy_dataset(
-        args.out, args.train, args.test, args.duration, seed=args.seed,
-        test_duration=args.test_duration,
-    )  # fmt: skip
+    with one_line_errors():
+        out = make_toy_dataset(
+            args.out, args.train, args.test, args.duration, seed=args.seed,
+            test_duration=args.test_duration,
+        )  # fmt: skip
     print(f"toy dataset written to {out} ({args.train} train, {args.test} test tracks)")
 
 
@@ -152,7 +193,14 @@ def _add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sweep(argv: Sequence[str]) -> None:
     from ablation.slurm import SlurmOptions, agent_task
-    from ablation.sweep import run_cell, run_sweep, submit_slurm, with_seeds
+    from ablation.sweep import (
+        check_count,
+        check_gpus,
+        run_cell,
+        run_sweep,
+        submit_slurm,
+        with_seeds,
+    )
 
     parser = argparse.ArgumentParser(
         prog="ablation sweep",
@@ -203,6 +251,23 @@ def _sweep(argv: Sequence[str]) -> None:
     if args.dry_run and not args.slurm:
         parser.error("--dry-run writes a Slurm batch script: add --slurm")
     with one_line_errors():
+        # every flag is checked before anything is written
+        check_count(args.count)
+        options = SlurmOptions(
+            args.partition,
+            args.account,
+            args.gpus_per_task,
+            args.cpus_per_task,
+            args.mem,
+            args.time,
+            args.nodes,
+            args.max_parallel,
+            args.sbatch,
+        )
+        if args.slurm:
+            options.check()
+        else:
+            check_gpus(args.gpus)
         if args.root:
             os.environ["MUSDB_PATH"] = str(Path(args.root).resolve())
         if args.seeds is not None:
@@ -214,17 +279,6 @@ def _sweep(argv: Sequence[str]) -> None:
         if args.slurm:
             from ablation.wandb_mode import wandb_online
 
-            options = SlurmOptions(
-                args.partition,
-                args.account,
-                args.gpus_per_task,
-                args.cpus_per_task,
-                args.mem,
-                args.time,
-                args.nodes,
-                args.max_parallel,
-                args.sbatch,
-            )
             submit_slurm(
                 args.sweep,
                 options,
@@ -261,7 +315,8 @@ def _demo(argv: Sequence[str]) -> None:
     parser.add_argument("--out", default="results/demo")
     parser.add_argument("--jobs", type=int, default=None, help="evaluation processes")
     args = parser.parse_args(argv)
-    run_demo(args.root, args.runs_dir, args.out, args.jobs)
+    with one_line_errors():
+        run_demo(args.root, args.runs_dir, args.out, args.jobs)
 
 
 def _separate(argv: Sequence[str]) -> None:
@@ -279,13 +334,12 @@ def _separate(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    from ablation.separate import separate_file
+    from ablation.separate import output_folders, separate_file
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    for song in args.songs:
-        out = args.out
-        if out is not None and len(args.songs) > 1:
-            out = f"{args.out}/{Path(song).stem}"
+    with one_line_errors():
+        folders = output_folders(args.songs, args.out)
+    for song, out in zip(args.songs, folders, strict=True):
         with one_line_errors():
             paths = separate_file(
                 args.ckpt, song, out, args.segment, args.overlap, args.batch_size, device

@@ -25,6 +25,13 @@ from ablation.files import read_json
 from ablation.report.tables import own_targets
 from ablation.runs import SUMMARY, budget_checkpoints, last_checkpoint
 from ablation.tracks import dataset_stems, list_tracks
+from datamodules.generated import (
+    MARKER,
+    GeneratedDataError,
+    foreign_files,
+    read_marker,
+    remove_generated,
+)
 from datamodules.toy import make_toy_dataset, toy_recipe
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
@@ -122,6 +129,43 @@ def _stale_toy(root: Path) -> bool:
     return bool(tracks) and all(TOY_TRACK.fullmatch(p.name) for p in tracks)
 
 
+def _prepare_toy(root: Path, sweep_runs: Path, out: Path) -> None:
+    """Write the demo's toy dataset into ``root`` unless it is there already. A toy dataset
+    of other arguments is replaced only when its marker proves the suite wrote every file
+    of ``root`` (:mod:`datamodules.generated`); the demo's results of it go too. Each
+    removal is printed; nothing else is ever removed."""
+    if not root.exists() or not any(root.iterdir()):
+        make_toy_dataset(root, **TOY)
+        return
+    if not _stale_toy(root):
+        return
+    foreign = foreign_files(root)
+    if foreign:
+        raise GeneratedDataError(
+            f"{root} holds a toy dataset that is not the demo's {TOY}, and files the suite did "
+            f"not record writing ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}), "
+            f"so the demo removes nothing there: give --root a new folder (e.g. data/demo-toy), "
+            f"or empty {root} yourself."
+        )
+    results = [p for p in _demo_results(sweep_runs, out) if p.exists()]
+    print(f"the toy dataset in {root} is not the demo's {TOY}: replacing it. Removing:")
+    print(f"  the {len((read_marker(root) or {}).get('files', []))} files its marker lists "
+          f"({root / MARKER})")  # fmt: skip
+    for path in results:
+        print(f"  {path} (the demo's results of the older dataset)")
+    remove_generated(root)
+    for path in results:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    make_toy_dataset(root, **TOY)
+
+
+def _demo_results(sweep_runs: Path, out: Path) -> list[Path]:
+    """What the demo writes: its sweep's run folders (those with a ``config.yaml``) and the
+    table, baselines and report in ``out``; nothing else in those folders."""
+    runs = [p for p in sorted(sweep_runs.glob("*")) if (p / "config.yaml").is_file()]
+    return [*runs, out / "table.csv", out / "baselines", out / "report"]
+
+
 def _data_args(root: Path) -> list[str]:
     """The demo's data arguments: the root, and every stem as a target when the data's
     stems are not MUSDB18's (``sweeps/demo_base.yaml`` asks for MUSDB18's four)."""
@@ -148,16 +192,7 @@ def run_demo(
     start = time.time()
     root_path = Path(root)
     name = sweep_name(DEMO_SWEEP, load_sweep(DEMO_SWEEP))
-    if not root_path.exists():
-        make_toy_dataset(root_path, **TOY)
-    elif _stale_toy(root_path):
-        # results of the older data would be skipped as done and mixed with the new ones
-        stale = [root_path / "train", root_path / "test", Path(runs_dir) / name, Path(out)]
-        print(f"the toy dataset in {root} is not the demo's {TOY}: writing it again; removing")
-        print(f"the demo's results of the older one: {', '.join(map(str, stale[2:]))}")
-        for folder in stale:
-            shutil.rmtree(folder, ignore_errors=True)
-        make_toy_dataset(root_path, **TOY)
+    _prepare_toy(root_path, Path(runs_dir) / name, Path(out))
     outcome = run_offline(DEMO_SWEEP, runs_dir=runs_dir, extra_args=_data_args(root_path))
     rows = evaluate_runs(Path(runs_dir) / name, root_path, Path(out), jobs)
     write_table(rows, Path(out) / "table.csv")

@@ -30,6 +30,33 @@ from ablation.nets.blocks import take
 from ablation.tracks import resample
 
 
+def output_folders(songs: Sequence[str | Path], out: str | Path | None) -> list[Path]:
+    """One folder per song, never shared: ``out`` itself for one song given ``out``, else
+    ``<out or separated>/<name>``, where ``name`` is the file's name without suffix, with
+    as many parent folders before it (joined by ``-``) as needed to tell apart songs of
+    the same name (``a/song.wav``, ``b/song.wav`` -> ``a-song``, ``b-song``).
+
+    Raises:
+        SeparationError: the same file given twice.
+    """
+    paths = [Path(song) for song in songs]
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        if path.resolve() in seen:
+            raise SeparationError(
+                f"{path} is given twice (also as {seen[path.resolve()]}): its stems would "
+                f"overwrite each other; give each song once."
+            )
+        seen[path.resolve()] = path
+    if out is not None and len(paths) == 1:
+        return [Path(out)]
+    parts = [path.resolve().with_suffix("").parts for path in paths]
+    depth = 1
+    while len({p[-depth:] for p in parts}) < len(parts):
+        depth += 1
+    return [Path(out or "separated") / "-".join(p[-depth:]) for p in parts]
+
+
 class SeparationError(AblationError):
     """A user-facing problem with an audio file (the message says what to do)."""
 

@@ -35,6 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Seconds of warning before a time limit or preemption: enough to write last.ckpt.
 WARNING_SECONDS = 90
 JOB_ID = re.compile(r"^(\d+)")
+# sbatch --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS (or unlimited)
+SLURM_TIME = re.compile(
+    r"\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}(:\d{1,2}){0,2}|(?i:unlimited|infinite)"
+)
 
 
 class SlurmError(AblationError):
@@ -66,6 +70,31 @@ class SlurmOptions:
     nodes: int = 1
     max_parallel: int | None = None
     extra: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Refuse options sbatch would reject or misread, before any script is written.
+
+        Raises:
+            SlurmError: naming the option, what it holds and an example.
+        """
+        for name, value in (("nodes", self.nodes), ("max-parallel", self.max_parallel),
+                            ("gpus-per-task", self.gpus_per_task),
+                            ("cpus-per-task", self.cpus_per_task)):  # fmt: skip
+            if value is not None and value < 1:
+                raise SlurmError(f"--{name} must be 1 or more, got {value}: e.g. --{name} 2.")
+        if self.time is not None and not SLURM_TIME.fullmatch(self.time):
+            raise SlurmError(
+                f"--time {self.time!r} is not a Slurm time limit: expected minutes, MM:SS, "
+                f"HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, e.g. --time 04:00:00."
+            )
+        texts = [("partition", self.partition), ("account", self.account), ("mem", self.mem)]
+        texts += [("sbatch", option) for option in self.extra]
+        for name, value in texts:
+            if value is not None and ("\n" in value or "\r" in value):
+                raise SlurmError(
+                    f"--{name} {value!r} holds a line break, which would add a line to the "
+                    f"batch script: give one option per --{name}, without line breaks."
+                )
 
     def ranks_per_node(self) -> int:
         return max(1, self.gpus_per_task or 1)

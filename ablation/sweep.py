@@ -12,14 +12,15 @@ started again.
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ import yaml
 from ablation.children import die_with_parent, terminate_children_on_sigterm
 from ablation.errors import AblationError
 from ablation.files import write_text
+from ablation.run_lock import IN_USE_EXIT_CODE, RunLock
 from ablation.runs import (
+    SUMMARY,
     SWEEP_COPY,
     is_done,
     model_variants,
@@ -63,7 +66,22 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
             f"sweep file {path} not found: expected a W&B sweep YAML, e.g. "
             f"sweeps/depth_dimension.yaml."
         )
-    config = yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise SweepError(
+            f"{path} is not valid YAML ({problem}{at}): expected a W&B sweep YAML such as "
+            f"sweeps/depth_dimension.yaml. Fix its syntax there."
+        ) from None
+    if not isinstance(config, dict):
+        raise SweepError(
+            f"{path} holds {'nothing' if config is None else f'a {type(config).__name__}'}, not a "
+            f"sweep: expected a mapping with method, metric and parameters, as in "
+            f"sweeps/depth_dimension.yaml."
+        )
     violations = sweeps.schema_violations_from_proposed_config(config)
     if violations:
         raise SweepError(f"{path} is not a valid W&B sweep: {'; '.join(violations)}")
@@ -249,7 +267,8 @@ def run_cell(
 ) -> int:
     """Train cell ``index`` of the offline expansion in this very process (a Slurm array
     task): the process becomes ``ablation fit``, so the signals Slurm sends before a
-    time limit reach Lightning. Returns 0 for a cell finished earlier."""
+    time limit reach Lightning (and skips a cell finished earlier with the same
+    arguments and data). Waits while another process trains the cell."""
     config, name, cells = offline_cells(path)
     if not 0 <= index < len(cells):
         raise SweepError(
@@ -259,9 +278,12 @@ def run_cell(
     params = cells[index]
     run_dir = cell_run_dir(Path(runs_dir), name, params)
     label = f"[{index + 1}/{len(cells)}] {run_dir.name}"
-    if is_done(run_dir):
-        print(f"{label}: done earlier, skipped", flush=True)
-        return 0
+    run_lock = RunLock(run_dir)
+    if not run_lock.is_free():
+        print(f"{label}: waiting for {run_lock.holder()}, which trains it", flush=True)
+        run_lock.acquire(wait=True)
+        run_lock.release()
+    # a finished run is skipped by `ablation fit` itself, once it compared arguments and data
     cmd = offline_command(config, name, params, runs_dir, extra_args)
     print(f"{label}: {' '.join(cmd)}", flush=True)
     os.execvpe(cmd[0], cmd, offline_env())
@@ -273,6 +295,47 @@ class Outcome:
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+
+
+def _summary_stamp(run_dir: Path) -> tuple[int, int] | None:
+    """The summary's modification time (ns) and size; None without a summary."""
+    try:
+        stat = (Path(run_dir) / SUMMARY).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def check_count(count: int | None) -> None:
+    """Refuse a ``--count`` that is not a number of cells (``cells[:-1]`` drops the last)."""
+    if count is not None and count < 1:
+        raise SweepError(f"--count must be 1 or more cells, got {count}: e.g. --count 2.")
+
+
+def check_gpus(gpus: list[str] | None) -> None:
+    """Refuse a ``--gpus`` list naming one GPU twice, or a GPU this machine does not have
+    (ids as ``CUDA_VISIBLE_DEVICES`` takes them; ``GPU-``/``MIG-`` UUIDs are not checked)."""
+    if not gpus:
+        return
+    twice = sorted({g for g in gpus if gpus.count(g) > 1})
+    if twice:
+        raise SweepError(
+            f"--gpus names GPU {', '.join(twice)} more than once ({','.join(gpus)}): two cells "
+            f"would share it. Give each GPU once, e.g. --gpus 0,1."
+        )
+    numbers = [g for g in gpus if not g.upper().startswith(("GPU-", "MIG-"))]
+    if not numbers:
+        return
+    import torch
+
+    found = torch.cuda.device_count()
+    wrong = [g for g in numbers if not g.isdigit() or int(g) >= found]
+    if wrong:
+        have = f"GPUs 0 to {found - 1}" if found else "no CUDA GPU"
+        raise SweepError(
+            f"--gpus names GPU {', '.join(wrong)}, but this machine has {have}: give ids of "
+            f"`nvidia-smi -L`, or leave out --gpus."
+        )
 
 
 def run_offline(
@@ -295,12 +358,15 @@ def run_offline(
     Returns:
         Which runs finished, were skipped as done, or failed (a failure does not
         stop the other cells).
+
+    A cell with a ``summary.json`` is skipped only once ``ablation fit`` found its
+    arguments and data the recorded ones (else it fails, saying what changed). A cell
+    another process trains (its run folder is locked, :mod:`ablation.run_lock`) is left
+    for later while free cells remain, then waited for.
     """
+    check_count(count)
     config, name, cells = offline_cells(path)
     cells = cells[:count]
-    slots: queue.Queue = queue.Queue()
-    for gpu in gpus or [None]:
-        slots.put(gpu)
     outcome, lock = Outcome(), threading.Lock()
     running: set[subprocess.Popen] = set()
 
@@ -312,22 +378,25 @@ def run_offline(
     if pending:
         dry_run(path, cell_command(pending[0]), pending[0], env)
     keep_sweep_copy(path, runs_dir)  # once the grid is known to run
+    todo = collections.deque(enumerate(cells))
+    deferred: collections.deque = collections.deque()  # cells another process trains
 
-    def run_cell(index: int, params: dict[str, Any]) -> None:
+    def train(index: int, params: dict[str, Any], gpu: str | None) -> str:
+        """Run the cell's `ablation fit` (which also decides whether a finished run may be
+        skipped); returns finished, skipped, failed or in use."""
         run_dir = cell_run_dir(Path(runs_dir), name, params)
         label = f"[{index + 1}/{len(cells)}] {run_dir.name}"
-        if is_done(run_dir):
-            print(f"{label}: done earlier, skipped", flush=True)
-            with lock:
-                outcome.skipped.append(run_dir.name)
-            return
-        gpu = slots.get()
+        before = _summary_stamp(run_dir)
         try:
             cmd = cell_command(params)
             cell_env = dict(env)
             if gpu is not None:
                 cell_env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-            print(f"{label}: {' '.join(cmd)}", flush=True)
+            if before is not None:
+                print(f"{label}: summary.json present: checking its arguments and data", flush=True)
+            else:
+                print(f"{label}: {' '.join(cmd)}", flush=True)
+            started_ns = time.time_ns()
             # This thread waits for the child, so it outlives it, as die_with_parent needs.
             child = subprocess.Popen(
                 cmd, env=cell_env, preexec_fn=functools.partial(die_with_parent, os.getpid())
@@ -337,18 +406,54 @@ def run_offline(
             code = child.wait()
             with lock:
                 running.discard(child)
-            ok = code == 0 and is_done(run_dir)
-            with lock:
-                (outcome.finished if ok else outcome.failed).append(run_dir.name)
-            print(f"{label}: {'finished' if ok else f'FAILED (exit code {code})'}", flush=True)
         except OSError as err:  # the command could not start: a failed cell, not a lost one
-            with lock:
-                outcome.failed.append(run_dir.name)
             print(f"{label}: FAILED to start ({err})", flush=True)
-        finally:
-            slots.put(gpu)
+            return "failed"
+        if code == IN_USE_EXIT_CODE:
+            return "in use"
+        after = _summary_stamp(run_dir)
+        # unchanged, or written before the child started (by another process, while we waited)
+        kept = after == before if before is not None else after and after[0] < started_ns
+        if code == 0 and after is not None and kept:
+            print(f"{label}: done earlier, skipped", flush=True)
+            return "skipped"
+        ok = code == 0 and is_done(run_dir)
+        print(f"{label}: {'finished' if ok else f'FAILED (exit code {code})'}", flush=True)
+        return "finished" if ok else "failed"
 
-    threads = [threading.Thread(target=run_cell, args=(i, p)) for i, p in enumerate(cells)]
+    def worker(gpu: str | None) -> None:
+        while True:
+            with lock:
+                if not todo and not deferred:
+                    return
+                wait = not todo  # every cell left is another process's: wait for them
+                index, params = todo.popleft() if todo else deferred.popleft()
+            run_dir = cell_run_dir(Path(runs_dir), name, params)
+            label = f"[{index + 1}/{len(cells)}] {run_dir.name}"
+            run_lock = RunLock(run_dir)
+            if wait:
+                print(f"{label}: waiting for {run_lock.holder()}, which trains it", flush=True)
+                run_lock.acquire(wait=True)
+                run_lock.release()
+            elif not run_lock.is_free():
+                print(
+                    f"{label}: {run_lock.holder()} trains it now: taking the next free cell, "
+                    "back to this one later",
+                    flush=True,
+                )
+                with lock:
+                    deferred.append((index, params))
+                continue
+            result = train(index, params, gpu)
+            with lock:
+                if result == "in use":  # another process took it between our look and its start
+                    print(f"{label}: taken by another process: back to it later", flush=True)
+                    deferred.append((index, params))
+                else:
+                    getattr(outcome, result).append(run_dir.name)
+
+    # daemons: one waiting for another process's lock must not keep an interrupted runner
+    threads = [threading.Thread(target=worker, args=(gpu,), daemon=True) for gpu in gpus or [None]]
     with terminate_children_on_sigterm(lambda: list(running)):
         for thread in threads:
             thread.start()
@@ -410,6 +515,7 @@ def run_online(
     entity: str | None = None,
 ) -> str:
     """Create the sweep on W&B and run one agent per GPU; returns ``ENTITY/PROJECT/ID``."""
+    check_count(count)
     sweep_id = create_sweep(path, project, entity)
     wandb = _wandb()
     agents = []
@@ -458,6 +564,8 @@ def submit_slurm(
         sweep_id: online: an existing ``ENTITY/PROJECT/ID`` instead of a new sweep.
         extra_args: appended to every offline cell's ``ablation fit`` command.
     """
+    check_count(count)
+    options.check()  # before anything is written
     config = load_sweep(path)
     name = sweep_name(path, config)
     runs_dir = Path(runs_dir).resolve()
@@ -520,6 +628,7 @@ def run_sweep(
     extra_args: list[str] | None = None,
 ) -> int:
     """``make sweep``: online when W&B credentials exist, else offline. Returns an exit code."""
+    check_count(count)
     if root:
         os.environ["MUSDB_PATH"] = str(Path(root).resolve())  # read by MUSDBDataModule
     if offline is None:

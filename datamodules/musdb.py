@@ -36,6 +36,8 @@ from datamodules.sampler import StreamSampler
 log = logging.getLogger(__name__)
 
 DEFAULT_TOY_ROOT = "data/toy"
+# A training batch (four float32 stems) larger than this is refused before it is allocated.
+MAX_BATCH_BYTES = 64 * 2**30
 
 
 class MUSDBDataModule(L.LightningDataModule):
@@ -127,6 +129,14 @@ class MUSDBDataModule(L.LightningDataModule):
             raise DataError(f"channels must be 1 or 2, got {channels}: set --data.channels.")
         if segment <= 0:
             raise DataError(f"segment must be a positive number of seconds, got {segment}.")
+        for name, value in (("sample_rate", sample_rate), ("batch_size", batch_size),
+                            ("segments_per_track", segments_per_track),
+                            ("val_segments_per_track", val_segments_per_track)):  # fmt: skip
+            if not isinstance(value, int) or value < 1:
+                raise DataError(
+                    f"data.{name} must be a whole number of 1 or more, got {value!r}: set "
+                    f"--data.{name} (e.g. --data.{name}=16), or leave it out for the default."
+                )
         if context is not None and context < 0:
             raise DataError(
                 f"context must be a number of seconds >= 0, got {context}: set --data.context."
@@ -151,7 +161,7 @@ class MUSDBDataModule(L.LightningDataModule):
 
     # ---- discovery and cache ------------------------------------------------
     def _ensure_root(self) -> None:
-        if self.root == Path(DEFAULT_TOY_ROOT) and not self.root.exists():
+        if self.root.resolve() == Path(DEFAULT_TOY_ROOT).resolve() and not self.root.exists():
             from datamodules.toy import make_toy_dataset
 
             log.warning("no dataset root given: generating the toy dataset in %s", self.root)
@@ -223,8 +233,24 @@ class MUSDBDataModule(L.LightningDataModule):
     def read_at_most(self, samples: int) -> None:
         """Read only ``samples`` of the context on each side (before ``setup``): the part a
         net reads. Loss regions, and the real audio around them that the net sees, stay
-        those of the full context; the loader just moves no audio the net would drop."""
+        those of the full context; the loader just moves no audio the net would drop.
+
+        Raises:
+            DataError: a batch of such windows would not fit in any memory (a net far too
+                deep for its data), refused before anything is allocated.
+        """
         self.read_context_samples = min(self.context_samples, int(samples))
+        window = self.segment_samples + 2 * self.read_context_samples
+        batch_bytes = 4 * window * self.hparams.batch_size * self.hparams.channels * 4
+        if batch_bytes > MAX_BATCH_BYTES:
+            rate = self.hparams.sample_rate
+            raise DataError(
+                f"the net reads {self.read_context_samples / rate:.3g} s of context on each "
+                f"side of a {self.hparams.segment} s segment: a batch of "
+                f"{self.hparams.batch_size} windows would take {batch_bytes / 2**30:.3g} GiB, "
+                f"expected at most {MAX_BATCH_BYTES / 2**30:.0f} GiB. Lower --model.depth (its "
+                f"reach doubles with every level), or --data.batch_size."
+            )
 
     @property
     def window_context_samples(self) -> int:

@@ -17,7 +17,9 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from ablation.constants import SAMPLE_RATE, SOURCES
+from ablation.errors import AblationError
 from ablation.files import write_text
+from datamodules.generated import generated_dataset
 
 # Vowel formants (Hz) and bandwidths, from Peterson & Barney's averages.
 VOWELS = {
@@ -141,6 +143,10 @@ def make_track(rng: np.random.Generator, duration: float, rate: int = SAMPLE_RAT
     return {s: (a * 0.9 / peak).astype(np.float32) for s, a in stems.items()}
 
 
+class ToyDataError(AblationError):
+    """Toy dataset arguments that cannot make a dataset."""
+
+
 # Written beside train/ and test/: the arguments that made the dataset, so a caller can
 # tell whether a folder is the toy dataset it asks for.
 RECIPE = "toy.json"
@@ -157,7 +163,9 @@ def make_toy_dataset(
     test_duration: float | None = None,
 ) -> Path:
     """Write a toy dataset in the MUSDB18-HQ layout (``out/{train,test}/<name>/*.wav``),
-    and its arguments as ``out/toy.json`` (:func:`toy_recipe`).
+    and its arguments as ``out/toy.json`` (:func:`toy_recipe`), marked as the suite's
+    (:mod:`datamodules.generated`): ``out`` must be missing, empty or an earlier
+    generated dataset (which this one replaces).
 
     Args:
         out: folder to create.
@@ -171,25 +179,36 @@ def make_toy_dataset(
 
     Returns:
         ``out`` as a Path.
+
+    Raises:
+        GeneratedDataError: ``out`` holds files the suite did not write.
+        ToyDataError: a negative track count or a duration that is not positive.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    test_seconds = duration if test_duration is None else test_duration
+    if min(n_train, n_test) < 0 or not duration > 0 or not test_seconds > 0:
+        raise ToyDataError(
+            f"a toy dataset needs track counts >= 0 and durations > 0 seconds, got {n_train} "
+            f"train and {n_test} test tracks of {duration} s (test: {test_duration}): "
+            f"e.g. --train 10 --test 4 --duration 8."
+        )
     rng = np.random.default_rng(seed)
     test_duration = duration if test_duration is None else test_duration
-    jobs = [("train", i, duration) for i in range(n_train)]
-    jobs += [("test", i, test_duration) for i in range(n_test)]
-    for subset, i, seconds in tqdm(
-        jobs, desc=f"writing toy dataset to {out}", disable=not progress
-    ):
-        stems = make_track(rng, seconds, sample_rate)
-        folder = out / subset / f"toy{i:03d} - {subset} song {i}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for source in SOURCES:
-            sf.write(folder / f"{source}.wav", stems[source], sample_rate, subtype="PCM_16")
-        sf.write(folder / "mixture.wav", sum(stems.values()), sample_rate, subtype="PCM_16")
     recipe = dict(n_train=n_train, n_test=n_test, duration=duration, test_duration=test_duration)
     recipe |= dict(sample_rate=sample_rate, seed=seed)
-    write_text(out / RECIPE, json.dumps(recipe, indent=2))
+    jobs = [("train", i, duration) for i in range(n_train)]
+    jobs += [("test", i, test_duration) for i in range(n_test)]
+    with generated_dataset(out, "toy", recipe):
+        for subset, i, seconds in tqdm(
+            jobs, desc=f"writing toy dataset to {out}", disable=not progress
+        ):
+            stems = make_track(rng, seconds, sample_rate)
+            folder = out / subset / f"toy{i:03d} - {subset} song {i}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for source in SOURCES:
+                sf.write(folder / f"{source}.wav", stems[source], sample_rate, subtype="PCM_16")
+            sf.write(folder / "mixture.wav", sum(stems.values()), sample_rate, subtype="PCM_16")
+        write_text(out / RECIPE, json.dumps(recipe, indent=2))
     return out
 
 

@@ -31,6 +31,7 @@ import yaml
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -40,6 +41,7 @@ from ablation.checkpoint import checkpoint_step, read_checkpoint
 from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.files import TMP_SUFFIX
+from ablation.run_lock import lock_run
 from ablation.runs import (
     DIMENSION_MODULES,
     LAST,
@@ -54,6 +56,7 @@ from ablation.slurm import write_task_record
 from ablation.tuning import tuned_rate
 from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
+from datamodules.musdb import DEFAULT_TOY_ROOT
 from lightning_modules.budget import (
     CHECKPOINT_FRACTIONS,
     TrainingBudget,
@@ -62,7 +65,13 @@ from lightning_modules.budget import (
 )
 from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
-from lightning_modules.run_args import check_same_args
+from lightning_modules.run_args import (
+    check_same_args,
+    check_same_data,
+    data_record,
+    resolved_root,
+    write_data_record,
+)
 from lightning_modules.run_budget import BudgetPlan
 from lightning_modules.run_record import RunRecord
 from lightning_modules.separation import SeparationModule
@@ -72,6 +81,8 @@ log = logging.getLogger(__name__)
 
 
 PARTIAL_SUFFIX = ".partial"
+# Commands that read a run and must not change its training record.
+READ_ONLY_SUBCOMMANDS = ("validate", "test")
 
 
 def remove_leftovers(run_dir: Path) -> list[Path]:
@@ -213,14 +224,19 @@ class AblationCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str], run: bool = True):
         self.argv = list(args)
-        super().__init__(
-            SeparationModule,
-            MUSDBDataModule,
-            subclass_mode_model=True,
-            args=self.argv,
-            run=run,
-            save_config_kwargs={"overwrite": True},
-        )
+        self.run_lock = None
+        try:
+            super().__init__(
+                SeparationModule,
+                MUSDBDataModule,
+                subclass_mode_model=True,
+                args=self.argv,
+                run=run,
+                save_config_kwargs={"overwrite": True},
+            )
+        finally:  # the run folder's lock (instantiate_trainer) ends with the command
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def parse_arguments(self, parser, args) -> None:
         # `args` is the command with --cell expanded while sys.argv keeps the user's own
@@ -292,6 +308,8 @@ class AblationCLI(LightningCLI):
         if config.data.seed is None:
             seed = config.seed_everything
             config.data.seed = 0 if isinstance(seed, bool) or seed is None else int(seed)
+        # config.yaml records the root this run reads, also when $MUSDB_PATH gave it
+        config.data.root = resolved_root(config.data.root, DEFAULT_TOY_ROOT)
         self.lr_source = self._learning_rate(config)
 
     def _learning_rate(self, config) -> str:
@@ -385,7 +403,11 @@ class AblationCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         self.run_dir, name, sweep = self._run_dir()
+        if self.subcommand in READ_ONLY_SUBCOMMANDS:
+            return super().instantiate_trainer(**self._read_only_trainer_args(kwargs))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # one writer per run: held until the command ends (see __init__) or the process dies
+        self.run_lock = lock_run(self.run_dir) if rank_zero_only.rank == 0 else None
         remove_leftovers(self.run_dir)
         # Before the W&B logger, which rewinds its history to the resume point.
         self.resume_from = resume_checkpoint(self.run_dir)
@@ -433,6 +455,15 @@ class AblationCLI(LightningCLI):
             self.budget_plan.resolve(cell_key(name), self.run_dir.parent)
         return trainer
 
+    def _read_only_trainer_args(self, kwargs: dict) -> dict:
+        """``validate`` and ``test`` leave the run's training record alone: their config,
+        ``metrics.csv`` and Lightning files go to ``<run>/<subcommand>/``, no W&B run is
+        resumed, no checkpoint is written and nothing of the run folder is renamed."""
+        out = self.run_dir / self.subcommand
+        self._resolve_context()
+        logger = CSVLogger(str(out), name="", version="")
+        return {**kwargs, "default_root_dir": str(out), "logger": [logger]}
+
     # ---- fit with skip and resume ---------------------------------------------------
     def _current_args(self) -> dict:
         """This run's arguments as ``config.yaml`` will hold them."""
@@ -444,12 +475,17 @@ class AblationCLI(LightningCLI):
         # Checked before trainer.fit, which rewrites config.yaml and hparams.yaml.
         if is_done(self.run_dir):
             check_same_args(self.run_dir, self._current_args(), "be skipped as finished")
+            check_same_data(self.run_dir, data_record(self.datamodule), "be skipped as finished")
             print(f"{self.run_dir}: finished earlier (summary.json present), skipping")
             return
-        self.budget_plan.calibrate_if_needed()
         last = self.resume_from
         if last is not None:
+            read_checkpoint(last)  # a damaged file is named in one line, before Lightning reads it
             check_same_args(self.run_dir, self._current_args(), "resume")
+            check_same_data(self.run_dir, data_record(self.datamodule), "resume")
+        elif rank_zero_only.rank == 0:
+            write_data_record(self.run_dir, data_record(self.datamodule))
+        self.budget_plan.calibrate_if_needed()
         if ckpt_path is None and last is not None:
             print(f"{self.run_dir}: resuming from {last}")
             ckpt_path = str(last)

@@ -171,7 +171,7 @@ def test_validate_and_test_load_a_suite_checkpoint(
     # The checkpoint's net wins over a config that names another one.
     args = [subcommand, "--config", BASE, "--cell=2d-depth3", f"--data.root={fit_env}"]
     main([*args, f"--run.dir={tmp_path}", "--run.name=check", f"--ckpt_path={ckpt}"])
-    metrics = pd.read_csv(tmp_path / "adhoc" / "check" / "metrics.csv")
+    metrics = pd.read_csv(tmp_path / "adhoc" / "check" / subcommand / "metrics.csv")
     assert metric in metrics and metrics[metric].notna().any()
 
 

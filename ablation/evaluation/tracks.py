@@ -49,13 +49,68 @@ def _tracks(root: str, subset: str, is_wav: bool) -> dict[str, TrackRef]:
 
 
 def decode(ref: TrackRef) -> Track:
-    """Decode a track: its stems and its mixture."""
+    """Decode a track: its stems and its mixture (checked against them,
+    :func:`check_mixture`)."""
     stems, rate = decode_stems(ref)
     sources = {s: stems[i].T.astype(np.float64) for i, s in enumerate(ref.stems)}
     mixture = decode_mixture(ref)
     # An HQ folder without mixture.wav: musdb's linear mixture, the sum of the sources.
-    mixture = _sum_of(sources, sources) if mixture is None else mixture.T.astype(np.float64)
+    if mixture is None:
+        mixture = _sum_of(sources, sources)
+    else:
+        mixture = mixture.T.astype(np.float64)
+        check_mixture(ref.name, mixture, _sum_of(sources, sources), rate)
     return Track(name=ref.name, rate=rate, mixture=mixture, sources=sources)
+
+
+# The stored mixture of a MUSDB18 track is the sum of its stems up to coding noise: about
+# -32 dB for the compressed stems (each stream coded apart), far below for the HQ wavs. A
+# mixture shifted by one sample against its stems is already near -15 dB.
+MAX_RESIDUAL_DB = -20.0
+
+
+def best_lag(mixture: np.ndarray, stems_sum: np.ndarray, rate: int) -> int:
+    """The shift (samples, within 1 s) that best aligns the mixture with the sum of the
+    stems, from their cross-correlation over the first 30 s (mono)."""
+    n = min(len(mixture), 30 * rate)
+    a, b = mixture[:n].mean(-1), stems_sum[:n].mean(-1)
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lags = np.r_[np.arange(0, min(rate, n)), np.arange(-min(rate, n) + 1, 0)]
+    return int(lags[np.argmax(corr[lags])])
+
+
+def check_mixture(name: str, mixture: np.ndarray, stems_sum: np.ndarray, rate: int) -> None:
+    """Refuse a stored mixture that is not the track's stems added up: another length,
+    silence over audible stems, or a shift or other signal (SDR would be computed for a
+    separation of the wrong input, without a word).
+
+    Raises:
+        EvaluationError: naming the track and what was found.
+    """
+    fix = "Restore the track's mixture (or remove it: the sum of the stems is used then)."
+    if mixture.shape != stems_sum.shape:
+        raise EvaluationError(
+            f"track {name!r}: its mixture has {mixture.shape[0]} samples, its stems "
+            f"{stems_sum.shape[0]} (shapes {mixture.shape} and {stems_sum.shape}): expected "
+            f"equal lengths, as training requires. {fix}"
+        )
+    energy, stems_energy = float(np.sum(mixture**2)), float(np.sum(stems_sum**2))
+    if energy == 0.0:
+        state = "so are its stems" if stems_energy == 0.0 else "its stems are not"
+        raise EvaluationError(
+            f"track {name!r}: its mixture is silent (all zeros) and {state}: expected music "
+            f"to separate. {fix}"
+        )
+    residual_db = 10 * np.log10(max(float(np.sum((mixture - stems_sum) ** 2)), 1e-30) / energy)
+    if residual_db > MAX_RESIDUAL_DB:
+        lag = best_lag(mixture, stems_sum, rate)
+        found = f"shifted by {lag} samples" if lag else "another signal"
+        raise EvaluationError(
+            f"track {name!r}: its mixture differs from the sum of its stems by "
+            f"{residual_db:.1f} dB (expected below {MAX_RESIDUAL_DB:.0f} dB); it looks "
+            f"{found}. {fix}"
+        )
 
 
 def load_track(plan: Plan, name: str) -> Track:

@@ -10,6 +10,7 @@ import copy
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
 from ablation.nets.spec_unet import SpecUNet
@@ -117,7 +118,39 @@ def build(name_or_dict: str | dict[str, Any], **overrides: Any) -> nn.Module:
         raise ValueError(
             f"unknown argument(s) {unknown} for {cls.__name__}; valid arguments: {valid}."
         )
+    _check_size(cls, dimension, arguments)
     return cls(**arguments)
+
+
+# Nets above this many parameters (1 GiB of float32 weights) are refused before they are
+# built: the grids' largest has about 40 million.
+MAX_PARAMETERS = 2**28
+# A 1-D net of depth d extends its input to a multiple of 2**d samples: 2**20 is 24 s.
+MAX_1D_DEPTH = 20
+
+
+def _check_size(cls: type[nn.Module], dimension: str, arguments: dict[str, Any]) -> None:
+    """Refuse a net too large to allocate, built first on the meta device (shapes, no memory),
+    and a 1-D net whose inputs come in steps too long to hold (``2**depth`` samples)."""
+    depth = arguments.get("depth")
+    if dimension == "1d" and isinstance(depth, int) and depth > MAX_1D_DEPTH:
+        raise ValueError(
+            f"a 1d net of depth {depth} reads its input in steps of 2**{depth} samples (its "
+            f"reach doubles with every level: {2**depth / 44100 / 3600:.3g} hours at 44.1 kHz), "
+            f"expected depth {MAX_1D_DEPTH} at most: lower --model.depth (Wave-U-Net uses 12)."
+        )
+    try:
+        with torch.device("meta"):
+            parameters = sum(p.numel() for p in cls(**arguments).parameters())
+    except RuntimeError:  # a size overflowing int64: far beyond any memory
+        parameters = None
+    if parameters is None or parameters > MAX_PARAMETERS:
+        shown = "more than 2**63" if parameters is None else f"{parameters:.3g}"
+        raise ValueError(
+            f"a {dimension} net of depth {arguments.get('depth')} and {arguments.get('filters')} "
+            f"filters would have {shown} parameters, expected at most {MAX_PARAMETERS:.3g} "
+            f"(1 GiB of weights): lower --model.depth or --model.filters."
+        )
 
 
 def _resolve(name_or_dict: str | dict[str, Any]) -> dict[str, Any]:

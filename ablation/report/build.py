@@ -39,6 +39,7 @@ from ablation.report.significance import (
 )
 from ablation.report.tables import runs_table, scores_table, targets
 from ablation.report.wandb_log import log_report
+from ablation.runs import SUMMARY
 from ablation.tuning import tuning_table
 
 
@@ -79,6 +80,13 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
             f"RUNS='dir1 dir2'."
         )
     run_list, baselines = _collect(folders)
+    if run_list and not any((r.folder / SUMMARY).is_file() for r in run_list):
+        shown = ", ".join(str(r.folder) for r in run_list[:3]) + (" ..." if run_list[3:] else "")
+        raise ReportError(
+            f"none of the {len(run_list)} run folder(s) given has finished (no {SUMMARY} in "
+            f"{shown}): expected finished runs. Let them finish (or resume them with "
+            f"`ablation sweep`), then report."
+        )
     scored = targets(run_list, baselines)
     table = runs_table(run_list, baselines, scored)
     scores = scores_table(run_list, baselines)

@@ -11,6 +11,7 @@ the checkpoint its evaluation scored; tracks are read through :mod:`ablation.tra
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +155,7 @@ def _write_clips(audio: dict, rate: int, out: Path, track: str) -> dict:
     import matplotlib.pyplot as plt
     import soundfile as sf
 
-    folder = out / FOLDER / _slug(track)
+    folder = out / FOLDER / track_folder(track)
     folder.mkdir(parents=True, exist_ok=True)
     spectra = {key: _spectrogram(np.mean(a, axis=0), rate) for key, a in audio.items()}
     top = max(float(s.max()) for s in spectra.values())
@@ -186,3 +187,11 @@ def _spectrogram(signal: np.ndarray, rate: int) -> np.ndarray:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "clip"
+
+
+def track_folder(name: str) -> str:
+    """The folder of a track's clips: its name where that is a safe file name, else its
+    slug and a digest of the name, so that "Song A", "Song A!" and "Song A?" (one slug)
+    never share a folder."""
+    slug = _slug(name)
+    return slug if slug == name else f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"

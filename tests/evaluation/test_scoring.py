@@ -27,6 +27,7 @@ from evaluation_helpers import (
     write_checkpoint,
 )
 
+from ablation.constants import SOURCES
 from ablation.evaluation import evaluate_checkpoint
 
 
@@ -86,6 +87,9 @@ def test_silent_references_give_nan_frames_counted_not_errors(toy, tmp_path):
         vocals, _ = sf.read(folder / "vocals.wav", always_2d=True)
         vocals[silent] = 0
         sf.write(folder / "vocals.wav", vocals, RATE, subtype="PCM_16")
+        # the stored mixture stays the sum of the stems (evaluation checks it)
+        stems = [sf.read(folder / f"{s}.wav", always_2d=True)[0] for s in SOURCES]
+        sf.write(folder / "mixture.wav", sum(stems), RATE, subtype="PCM_16")
     with pytest.warns(UserWarning, match="estimate of vocals is silent throughout"):
         out = evaluate_pair(root, tmp_path / "o")
     ours = frames(track_json(out, wholly.name))
