@@ -27,6 +27,7 @@ from ablation.constants import (
 from ablation.losses import build_loss
 from ablation.metrics import sdr
 from ablation.nets import build
+from ablation.nets.blocks import take
 from ablation.separate import separate
 from lightning_modules.callbacks import default_callbacks
 
@@ -34,6 +35,8 @@ Scheduler = Literal["constant", "cosine", "plateau"]
 # A net's build config, or what makes it from the data's (sources, channels, sample
 # rate): each family's module passes the latter, so it names only its net's arguments.
 NetConfig = dict[str, Any] | Callable[[Sequence[str], int, int], dict[str, Any]]
+# The loss of Spleeter's recipe: L1 on masked magnitudes (2-D mask nets only).
+SPECTRAL_L1 = "spec-l1"
 # Prefix of the figures of ``net.describe()`` among the logged hyper-parameters.
 NET_PREFIX = NET_ATTRIBUTE
 TEST = "test"
@@ -73,7 +76,10 @@ class SeparationModule(L.LightningModule):
             default separation segment of the checkpoint); the context of a
             batch is whatever its items hold around it.
         loss: ``"mse"``, ``"l1"``, ``"si-sdr"``, ``"mrstft"`` or a dict of them to
-            coefficients (see :func:`ablation.losses.build_loss`).
+            coefficients (see :func:`ablation.losses.build_loss`), all on waveforms; or
+            ``"spec-l1"``, Spleeter's: L1 between a 2-D mask net's masked magnitudes and
+            the stems' magnitudes over the window the net reads (validation still
+            scores waveforms: ``val/mse``, ``val/sdr``).
         loss_weights: per-source weights: None (equal), one number per source,
             or ``"balanced"``.
         lr: learning rate of AdamW.
@@ -128,7 +134,15 @@ class SeparationModule(L.LightningModule):
         self._set_hparams_everywhere(
             **contract(self.net.config, self.sources, sample_rate, segment)
         )
-        self.loss = build_loss(loss, self.sources, loss_weights)
+        # Spleeter's loss: L1 between masked and target magnitudes, not on waveforms.
+        self.spectral = loss == SPECTRAL_L1
+        self.loss = build_loss("l1" if self.spectral else loss, self.sources, loss_weights)
+        if self.spectral and not hasattr(self.net, "masked_magnitudes"):
+            raise ValueError(
+                f"loss={SPECTRAL_L1!r} trains masked spectrogram magnitudes, which a "
+                f"{self.net.dimension} net has none of: use it with a 2-D mask preset "
+                f"(e.g. spleeter-4stems-original)."
+            )
 
     def _set_hparams_everywhere(self, **values: Any) -> None:
         # Lightning logs the hparams as first saved (_hparams_initial), and writes
@@ -164,16 +178,33 @@ class SeparationModule(L.LightningModule):
             )
         return extra // 2
 
-    def model_step(self, stems: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+    def model_step(
+        self, stems: Tensor, waveforms: bool = True
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor | None, Tensor]:
         """stems ``(batch, sources, channels, window)`` -> ``(loss, per-source loss,
         estimates, references)``, the last two ``(batch, sources, channels, segment)``
-        on the loss region."""
+        on the loss region; with the spectral loss, estimates only when ``waveforms``."""
         context = self.context_of(stems)
-        estimates = self.net(stems.sum(1), context)
         references = stems[..., context : context + self.segment_samples]
+        if self.spectral:
+            total, per_source = self.loss(*self._magnitudes(stems, context))
+            estimates = self.net(stems.sum(1), context) if waveforms else None
+            return total, per_source, estimates, references
+        estimates = self.net(stems.sum(1), context)
         assert estimates.shape == references.shape, (estimates.shape, references.shape)
         total, per_source = self.loss(estimates, references)
         return total, per_source, estimates, references
+
+    def _magnitudes(self, stems: Tensor, context: int) -> tuple[Tensor, Tensor]:
+        """Masked magnitudes and the stems' own, over the window the net reads, as
+        ``(batch, sources, channels, bins * frames)`` (the shape the losses take)."""
+        estimates, start, length = self.net.masked_magnitudes(stems.sum(1), context)
+        batch, sources = stems.shape[:2]
+        window = take(stems.flatten(0, 1), start, length)
+        targets = self.net.stft(window)[:, :, : estimates.shape[-2]].abs()
+        targets = targets.unflatten(0, (batch, sources))
+        assert estimates.shape == targets.shape, (estimates.shape, targets.shape)
+        return estimates.flatten(-2), targets.flatten(-2)
 
     def _log_loss(self, name: str, total: Tensor, per_source: dict[str, Tensor], n: int) -> None:
         stage_val = name == VAL_LOSS
@@ -182,7 +213,7 @@ class SeparationModule(L.LightningModule):
             self.log(loss_name(name, source), value, batch_size=n, sync_dist=stage_val)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        total, per_source, _, _ = self.model_step(batch)
+        total, per_source, _, _ = self.model_step(batch, waveforms=False)
         self._log_loss(TRAIN_LOSS, total, per_source, batch.shape[0])
         return total
 

@@ -67,12 +67,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     "wave-unet-m6": {**_WAVE_UNET_M4, "sources": 4},
     # Spleeter (Jansson et al. 2017 U-Net): one U-Net per source, 16 to 512 filters.
     "spleeter-2stems": {**_SPLEETER, "sources": 2},
-    # Spleeter's 4stems.json trains with ELU in the encoder and the decoder.
+    # Spleeter's architecture (4stems.json: ELU in the encoder and the decoder) with
+    # this suite's input (log1p|X| and a learned per-bin batch norm) and bottleneck,
+    # trained with the suite's waveform loss: not Spleeter's recipe (see the next one).
     "spleeter-4stems": {
         **_SPLEETER,
         "sources": 4,
         "conv_activation": "elu",
         "deconv_activation": "elu",
+    },
+    # Spleeter's own net, input and bottleneck as its code wires them: |X| unscaled and
+    # unnormalized into the U-Net, conv6 into the decoder without batch norm and ELU.
+    # Trained with its recipe (L1 on masked magnitudes, Adam 1e-4, batch 4, ~512
+    # frames) by sweeps/spleeter_recipe.yaml.
+    "spleeter-4stems-original": {
+        **_SPLEETER,
+        "sources": 4,
+        "conv_activation": "elu",
+        "deconv_activation": "elu",
+        "input_scale": "linear",
+        "input_norm": "none",
+        "raw_bottleneck": True,
     },
     # Oh et al. 2018: one U-Net whose output channels are the sources'
     # magnitude spectrograms. The STFT geometry is Spleeter's, so the 2-D

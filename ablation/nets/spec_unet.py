@@ -67,6 +67,8 @@ from ablation.spectral import ISTFT, MAX_LOG_MAGNITUDE, STFT, compress, decompre
 
 InputMode = Literal["magnitude", "complex"]
 SpecOutput = Literal["mask", "spectrogram"]
+# What a magnitude input feeds the U-Net: log1p(|X|) (this suite) or |X| (Spleeter).
+InputScale = Literal["log1p", "linear"]
 
 # Spleeter's EPSILON in its ratio masks.
 RATIO_EPS = 1e-10
@@ -102,7 +104,11 @@ class SpecUNet(SeparationNet):
             (separation exponent 2) instead of each sigmoid mask alone.
         input_norm: ``"batchnorm"`` (per channel and bin, learned affine and
             running statistics), ``"affine"`` (per channel and bin learned
-            scale and shift only) or ``"none"``; always after ``log1p``.
+            scale and shift only) or ``"none"``; always after the input scale.
+        input_scale: a magnitude input as ``"log1p"`` (``log1p(|X|)``, this
+            suite's default) or ``"linear"`` (``|X|`` as Spleeter feeds it).
+        raw_bottleneck: the deepest encoder convolution feeds the decoder
+            without batch norm and activation, as Spleeter wires ``conv6``.
 
     Batch norm needs more than one value per channel in training mode: a
     batch of one fails when the bottleneck is 1 x 1 (``bins`` and the frames
@@ -138,12 +144,15 @@ class SpecUNet(SeparationNet):
         output: SpecOutput = "mask",
         ratio_mask: bool = False,
         input_norm: InputNorm = "batchnorm",
+        input_scale: InputScale = "log1p",
+        raw_bottleneck: bool = False,
     ) -> None:
         super().__init__()
         self.config = {"dimension": "2d", **constructor_arguments(locals())}
         _check_arguments(self.config)
         self.sources, self.channels, self.depth, self.bins = sources, channels, depth, bins
         self.complex_input = input_mode == "complex"
+        self.linear_input = input_scale == "linear"
         self.mask = output == "mask"
         self.ratio_mask = ratio_mask and self.mask and not self.complex_input
         self.stft = STFT(n_fft, hop_length)
@@ -164,6 +173,7 @@ class SpecUNet(SeparationNet):
                 batch_norm=batch_norm,
                 dropout=dropout,
                 dropout_levels=dropout_levels,
+                raw_bottleneck=raw_bottleneck,
             )
             for _ in range(copies)
         )
@@ -229,17 +239,47 @@ class SpecUNet(SeparationNet):
         window = take(mixture, context + start, length)
         return self._separate(window)[..., -start : -start + region]
 
+    def masked_magnitudes(self, mixture: Tensor, context: int = 0) -> tuple[Tensor, int, int]:
+        """The masked magnitudes Spleeter trains on, over the window the net reads.
+
+        Args:
+            mixture: ``(batch, channels, time)``, the region with ``context`` on each side.
+            context: samples per side around the region.
+
+        Returns:
+            ``(magnitudes, start, length)``: ``mask * |X|`` ``(batch, sources, channels,
+            bins, frames)`` of the STFT of ``mixture[..., start : start + length]`` (zeros
+            outside ``mixture``), so a target's magnitudes are those of the same samples.
+        """
+        if self.complex_input or not self.mask:
+            raise ValueError(
+                "masked magnitudes need magnitude masks (input_mode='magnitude', "
+                f"output='mask'), this net has input_mode={self.config['input_mode']!r} and "
+                f"output={self.config['output']!r}: train it with a waveform loss."
+            )
+        region = self._check_mixture(mixture, context)
+        start, length = self._window(region, context)
+        spectrogram = self.stft(take(mixture, context + start, length))[:, :, : self.bins]
+        outputs = self._unet_outputs(spectrogram)
+        masks = self._mask(outputs, spectrogram.unsqueeze(1))
+        return masks * spectrogram.abs().unsqueeze(1), context + start, length
+
+    def _unet_outputs(self, spectrogram: Tensor) -> Tensor:
+        """Kept bins ``(b, c, bins, frames)`` complex -> U-Net outputs
+        ``(b, s, c, bins, frames, parts)``."""
+        features = self.input_norm(self._features(spectrogram))
+        outputs = self._run_unets(features)  # (b, s * c * parts, bins, frames)
+        parts = 2 if self.complex_input else 1
+        return rearrange(
+            outputs, "b (s c p) f n -> b s c f n p", s=self.sources, c=self.channels, p=parts
+        )
+
     def _separate(self, mixture: Tensor) -> Tensor:
         """``(b, c, time)`` whose frame count is a multiple of ``2**depth`` ->
         ``(b, s, c, time)``."""
         full = self.stft(mixture)
         spectrogram = full[:, :, : self.bins]  # (b, c, bins, frames)
-        features = self.input_norm(self._features(spectrogram))
-        outputs = self._run_unets(features)  # (b, s * c * parts, bins, frames)
-        parts = 2 if self.complex_input else 1
-        outputs = rearrange(
-            outputs, "b (s c p) f n -> b s c f n p", s=self.sources, c=self.channels, p=parts
-        )
+        outputs = self._unet_outputs(spectrogram)
         above = (0, 0, 0, self.stft.bins - self.bins)
         if self.mask and self.fast_layout:
             estimates = self._masked_frames_major(outputs, spectrogram.unsqueeze(1))
@@ -272,7 +312,8 @@ class SpecUNet(SeparationNet):
     def _features(self, spectrogram: Tensor) -> Tensor:
         """``(b, c, f, n)`` complex -> ``(b, c * parts, f, n)`` real."""
         if not self.complex_input:
-            return torch.log1p(spectrogram.abs())
+            magnitude = spectrogram.abs()
+            return magnitude if self.linear_input else torch.log1p(magnitude)
         parts = torch.view_as_real(compress(spectrogram))
         return rearrange(parts, "b c f n p -> b (c p) f n")
 
@@ -331,6 +372,7 @@ def _check_arguments(config: dict) -> None:
     check_choice("input_mode", config["input_mode"], InputMode.__args__)
     check_choice("output", config["output"], SpecOutput.__args__)
     check_choice("input_norm", config["input_norm"], InputNorm.__args__)
+    check_choice("input_scale", config["input_scale"], InputScale.__args__)
     check_choice("conv_activation", config["conv_activation"], Activation.__args__)
     check_choice("deconv_activation", config["deconv_activation"], Activation.__args__)
     if config["ratio_mask"] and config["sources"] < 2:

@@ -47,6 +47,8 @@ class UNet2d(nn.Module):
         batch_norm: batch norm after every (transposed) convolution.
         dropout: dropout probability of the deepest decoder levels.
         dropout_levels: how many decoder levels, deepest first, use dropout.
+        raw_bottleneck: the deepest encoder level is its convolution alone (Spleeter's
+            ``conv6``, whose batch norm and activation its code computes but never uses).
     """
 
     # The head runs in channels-last layout (see ablation.nets.blocks, fast layouts):
@@ -69,15 +71,20 @@ class UNet2d(nn.Module):
         batch_norm: bool = True,
         dropout: float = 0.5,
         dropout_levels: int = 3,
+        raw_bottleneck: bool = False,
     ) -> None:
         super().__init__()
         self.depth, self.kernel_size = depth, kernel_size
         widths = [filters * 2**level for level in range(depth)]
+        ins = [in_channels, *widths[:-1]]
         self.encoder = nn.ModuleList(
-            _down_level(
+            # Spleeter feeds its decoder conv6 itself: no batch norm, no activation.
+            _down_level(c_in, c_out, kernel_size, nn.Identity(), False)
+            if raw_bottleneck and level == depth - 1
+            else _down_level(
                 c_in, c_out, kernel_size, activation(conv_activation, leaky_slope), batch_norm
             )
-            for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True)
+            for level, (c_in, c_out) in enumerate(zip(ins, widths, strict=True))
         )
         # Decoder level i (deepest first) reads the level below (concatenated
         # with its skip, except at the bottom) and writes the width of the level above.
