@@ -18,28 +18,38 @@ from __future__ import annotations
 
 import fcntl
 import json
-import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ablation.errors import AblationError
 from ablation.files import write_json
+from ablation.runs import model_variants
 
 CALIBRATION_FILE = "calibration.json"
 # What the step time depends on besides the net: an entry fits only runs that agree.
 MEASURED_WITH = ("batch_size", "window_samples", "precision", "world_size")
-_SEED = re.compile(r"-seed\d+$")
+# Arguments that change no step's cost.
+COST_FREE = ("lr", "weight_decay")
 
 
 class CalibrationError(AblationError):
     """A calibration table that does not fit the run, phrased for the user."""
 
 
-def cell_key(run_name: str) -> str:
-    """The table key of a run: its name without the seed (``2d-depth3-seed1`` ->
-    ``2d-depth3``), so every seed of a cell shares one entry."""
-    return _SEED.sub("", run_name)
+def cell_key(dimension: str, depth: int, arguments: Mapping[str, object]) -> str:
+    """The table key of a run: its cell and the variants that can change a step's cost
+    (``2d-depth3``, ``1d-depth6-ema-decay0.999``), not its seed or its rates, so every
+    seed and every learning rate of a cell (a tuning grid) shares one entry and trains
+    the same steps.
+
+    Args:
+        dimension, depth: the cell.
+        arguments: the run's naming arguments (:func:`ablation.runs.variant_arguments`).
+    """
+    costly = {k: v for k, v in arguments.items() if k.removeprefix("init_args.") not in COST_FREE}
+    return "-".join([f"{dimension}-depth{depth}", *model_variants(costly)])
 
 
 def read_table(path: str | Path) -> dict[str, Any]:

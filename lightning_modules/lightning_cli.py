@@ -452,7 +452,8 @@ class AblationCLI(LightningCLI):
         self.budget_plan = BudgetPlan(self.model, self.datamodule, trainer, self.budget, run)
         if self.subcommand == "fit":  # validate and test train nothing: no budget to resolve
             self.budget_plan.measure_flops()
-            self.budget_plan.resolve(cell_key(name), self.run_dir.parent)
+            key = cell_key(*self._cell(), model_arguments(self.argv))
+            self.budget_plan.resolve(key, self.run_dir.parent)
         return trainer
 
     def _read_only_trainer_args(self, kwargs: dict) -> dict:

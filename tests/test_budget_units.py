@@ -67,7 +67,9 @@ def test_a_step_budget_killed_and_resumed_trains_exactly_its_steps(fit_env, tmp_
     budget, each step logged once, the record holding all four quantities, and the
     budget-fraction checkpoints at their steps."""
     run = run_folder(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # its own W&B service: a killed child would leave ours holding its run id "in use"
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env["PYTHONPATH"] = str(REPO)
     log = (tmp_path / "child.log").open("w")
     child = subprocess.Popen(
         [sys.executable, "-m", "ablation", *steps_args(tmp_path, fit_env)],
@@ -140,7 +142,10 @@ def test_a_budget_that_cannot_be_counted_is_refused_in_one_line(
 def test_a_calibrated_run_trains_the_tables_steps_for_its_cell(fit_env, tmp_path):
     table = tmp_path / "table.json"
     measured = {"batch_size": 8, "precision": "32-true"}
-    write_entry(table, "run", {"seconds_per_step": 0.8, "device": "a GPU", **measured})
+    # fit_args trains --cell=1d-depth2 --model.filters=4
+    write_entry(
+        table, "1d-depth2-filters4", {"seconds_per_step": 0.8, "device": "a GPU", **measured}
+    )
     args = fit_args(tmp_path, fit_env, "--run.budget_unit=calibrated", f"--run.calibration={table}")
     main(args)
     record = json.loads((run_folder(tmp_path) / "summary.json").read_text())["fairness"]
@@ -161,16 +166,15 @@ def test_a_run_that_calibrates_trains_as_the_run_that_reads_its_table(
     table = tmp_path / "table.json"
     weights = []
     for name in ("first", "second"):
-        args = fit_args(
-            tmp_path / name, fit_env, "--run.budget_unit=calibrated", f"--run.calibration={table}"
-        )
-        main(args)
+        calibrated = ("--run.budget_unit=calibrated", f"--run.calibration={table}")
+        # a 1 s budget: a few steps at this machine's step time
+        main(fit_args(tmp_path / name, fit_env, *calibrated, "--trainer.max_time=00:00:00:01"))
         weights.append(torch.load(run_folder(tmp_path / name) / "checkpoints" / "last.ckpt",
                                   weights_only=False)["state_dict"])  # fmt: skip
-    entry = json.loads(table.read_text())["cells"]["run"]
+    entry = json.loads(table.read_text())["cells"]["1d-depth2-filters4"]
     assert entry["timed_steps"] >= 2 and entry["seconds_per_step"] > 0
     assert entry["world_size"] == 1 and entry["precision"] == "32-true"
-    steps = budget_steps(5, entry)
+    steps = budget_steps(1, entry)
     for name in ("first", "second"):
         record = json.loads((run_folder(tmp_path / name) / "summary.json").read_text())
         assert record["fairness"]["counted_steps"] == steps
@@ -191,13 +195,14 @@ def test_a_table_measured_with_another_batch_is_refused_with_the_fix(tmp_path):
 
 def test_the_demo_ships_a_table_for_every_demo_cell():
     from ablation.calibration import cell_key, read_table
-    from ablation.sweep import cell_run_dir, offline_cells
+    from ablation.runs import parse_cell, variant_arguments
+    from ablation.sweep import offline_cells
 
     config, name, cells = offline_cells(REPO / "sweeps" / "demo.yaml")
     assert {c["run.budget_unit"] for c in cells} == {"calibrated"}
     table = read_table(REPO / cells[0]["run.calibration"])["cells"]
     for cell in cells:
-        entry = table[cell_key(cell_run_dir(Path("runs"), name, cell).name)]
+        entry = table[cell_key(*parse_cell(cell["cell"]), variant_arguments(cell))]
         assert entry["batch_size"] == 8 and entry["precision"] == "32-true"
         assert entry["seconds_per_step"] > 0 and entry["timed_steps"] >= 10
 

@@ -111,6 +111,8 @@ def test_budget_takes_logging_inside_a_validation_out_once():
     DDP, where rank 0 logs and the steps are short)."""
     from types import SimpleNamespace
 
+    import torch
+
     from lightning_modules.budget import TrainingBudget
 
     now = [0.0]
@@ -119,18 +121,20 @@ def test_budget_takes_logging_inside_a_validation_out_once():
         state=SimpleNamespace(fn="fit"),
         sanity_checking=False,
         should_stop=False,
+        world_size=1,
         strategy=SimpleNamespace(broadcast=lambda value: value),
     )
-    budget.on_train_batch_start(trainer, None, None, 0)
+    batch = torch.zeros(2, 4, 2, 8)
+    budget.on_train_batch_start(trainer, None, batch, 0)
     now[0] += 1.0  # one training step
-    budget.on_train_batch_end(trainer, None, None, None, 0)
+    budget.on_train_batch_end(trainer, None, None, batch, 0)
     budget.on_validation_start(trainer, None)
     now[0] += 5.0  # validation, 3 s of which log its metrics
     budget.exclude("logging", 3.0)
     budget.on_validation_end(trainer, None)
-    budget.on_train_batch_start(trainer, None, None, 1)
+    budget.on_train_batch_start(trainer, None, batch, 1)
     now[0] += 1.0
-    budget.on_train_batch_end(trainer, None, None, None, 1)
+    budget.on_train_batch_end(trainer, None, None, batch, 1)
     assert budget.train_seconds == 2.0 and budget.excluded_seconds == 5.0
     assert budget.excluded["validation"] == 2.0 and budget._validate_now
 
@@ -245,7 +249,9 @@ def test_only_index_trains_exactly_that_cell(toy_root, tmp_path):
 
     runs = tmp_path / "runs"
     env = {**os.environ, "WANDB_MODE": "offline", "ABLATION_CACHE": str(tmp_path / "cache")}
-    tiny = ["--trainer.max_steps=2", "--model.filters=4", "--data.batch_size=2"]
+    # a step budget: the demo's calibration table holds batches of 8, not 2
+    tiny = ["--run.budget_unit=steps", "--run.budget_steps=2", "--model.filters=4",
+            "--data.batch_size=2"]  # fmt: skip
     command = [sys.executable, "-m", "ablation", "sweep", str(DEMO), "--offline",
                f"--runs-dir={runs}", f"--root={toy_root}"]  # fmt: skip
     command += [f"--fit-arg={arg}" for arg in tiny]
@@ -345,7 +351,8 @@ def test_real_slurm_array_finishes_the_demo_and_requeues_a_signalled_task(
 
     env = {**real_slurm, "WANDB_MODE": "offline", "ABLATION_CACHE": str(tmp_path / "cache")}
     runs, budget = tmp_path / "runs", 20
-    tiny = [f"--trainer.max_time=00:00:00:{budget}", "--model.filters=4", "--data.batch_size=4"]
+    tiny = [f"--trainer.max_time=00:00:00:{budget}", "--run.budget_unit=time",
+            "--model.filters=4", "--data.batch_size=4"]  # fmt: skip
     start = time.monotonic()
     submitted = subprocess.run(
         [sys.executable, "-m", "ablation", "sweep", str(DEMO), "--slurm", "--offline",
