@@ -1,7 +1,7 @@
-"""``make demo``: the suite end to end on the toy dataset, on the CPU, offline.
+"""``make demo``: the suite end to end on the rendered dataset, on the CPU, offline.
 
 Runs ``sweeps/demo.yaml`` through exactly the code path of ``make sweep`` (offline),
-evaluates every checkpoint on the toy test tracks with the SiSEC evaluation of
+evaluates every checkpoint on the rendered test tracks with the SiSEC evaluation of
 ``make eval``, and prints the comparison table, also written as
 ``results/demo/table.csv``. Two baselines bound the table: the mixture as every
 estimate, and the best constant gain (the mixture scaled per source and track by
@@ -25,14 +25,15 @@ from ablation.files import read_json
 from ablation.report.tables import own_targets
 from ablation.runs import SUMMARY, last_checkpoint
 from ablation.tracks import dataset_stems, list_tracks
-from datamodules.toy import make_toy_dataset, toy_recipe
+from datamodules.rendered import make_rendered_dataset, rendered_recipe
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
 # 8 test tracks, so that a Wilcoxon test of two configurations can reach p < 0.05 (the
 # smallest p of 8 paired tracks is 0.0078); 3 s each, so that the demo evaluates as
 # much audio as with its former 3 test tracks of 8 s.
 TOY = dict(n_train=8, n_test=8, duration=8.0, test_duration=3.0)
-# The folder names of the toy generator, for toy datasets written before it kept a recipe.
+# The demo's data: songs rendered from MIDI with sampled instruments (datamodules.rendered).
+# The folder names of the toy generator, whose datasets the demo used before.
 TOY_TRACK = re.compile(r"toy\d{3} - (train|test) song \d+")
 
 
@@ -111,9 +112,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _stale_toy(root: Path) -> bool:
-    """True for a toy dataset written with other arguments than :data:`TOY` (or before the
-    generator recorded them); False for the demo's toy dataset and for any other data."""
-    recipe = toy_recipe(root)
+    """True for a rendered dataset written with other arguments than :data:`TOY`, or a toy
+    dataset (the demo's former data); False for the demo's own dataset and any other data."""
+    recipe = rendered_recipe(root)
     if recipe is not None:
         return {k: recipe.get(k) for k in TOY} != TOY
     tracks = [p for subset in ("train", "test") for p in (root / subset).glob("*")]
@@ -135,27 +136,27 @@ def significance_section(markdown: str) -> str:
 
 
 def run_demo(
-    root: str = "data/toy",
+    root: str = "data/rendered",
     runs_dir: str = "runs",
     out: str = "results/demo",
     jobs: int | None = None,
 ) -> list[dict]:
-    """Toy data (generated once), the demo sweep, evaluation, table. Returns the rows."""
+    """Rendered data (generated once), the demo sweep, evaluation, table. Returns the rows."""
     from ablation.sweep import load_sweep, run_offline, sweep_name
 
     start = time.time()
     root_path = Path(root)
     name = sweep_name(DEMO_SWEEP, load_sweep(DEMO_SWEEP))
     if not root_path.exists():
-        make_toy_dataset(root_path, **TOY)
+        make_rendered_dataset(root_path, **TOY)
     elif _stale_toy(root_path):
         # results of the older data would be skipped as done and mixed with the new ones
         stale = [root_path / "train", root_path / "test", Path(runs_dir) / name, Path(out)]
-        print(f"the toy dataset in {root} is not the demo's {TOY}: writing it again; removing")
+        print(f"the dataset in {root} is not the demo's {TOY}: writing it again; removing")
         print(f"the demo's results of the older one: {', '.join(map(str, stale[2:]))}")
         for folder in stale:
             shutil.rmtree(folder, ignore_errors=True)
-        make_toy_dataset(root_path, **TOY)
+        make_rendered_dataset(root_path, **TOY)
     outcome = run_offline(DEMO_SWEEP, runs_dir=runs_dir, extra_args=_data_args(root_path))
     rows = evaluate_runs(Path(runs_dir) / name, root_path, Path(out), jobs)
     write_table(rows, Path(out) / "table.csv")
@@ -168,7 +169,7 @@ def run_demo(
         name,
         wandb_log=False,
     )
-    print("\nSDR in dB (museval v4: median over 1 s frames, then over the toy test tracks);")
+    print("\nSDR in dB (museval v4: median over 1 s frames, then over the rendered test tracks);")
     print("sdr_mean beats gain_sdr_mean only if a net separates, not just turns the volume down:\n")
     print(format_table(rows))
     print(f"\n{significance_section(report.read_text())}")
