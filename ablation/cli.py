@@ -153,8 +153,16 @@ def _bench(argv: Sequence[str]) -> None:
     parser.add_argument(
         "--f90", metavar="PATH", help="train: a clone of f90/Wave-U-Net-Pytorch to compare with"
     )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        metavar="F",
+        help="scale: the rendered dataset at MUSDB18's size times F (default 1)",
+    )
     args = parser.parse_args(argv)
-    run(args.names, quick=args.quick, f90=args.f90)
+    with one_line_errors():
+        run(args.names, quick=args.quick, f90=args.f90, scale=args.scale)
 
 
 def _gpu_list(value: str) -> list[str] | None:

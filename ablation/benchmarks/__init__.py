@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "bsseval": "bsseval",
     "train": "train",
     "ema": "ema",
+    "scale": "scale",
 }
 
 
