@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.cache import default_cache_dir
@@ -85,53 +86,96 @@ def _print(stage: str, result: dict, note: str = "") -> None:
     )
 
 
-def main(quick: bool = False, scale: float | None = None) -> None:
-    """Run every stage and print its time and peak memory, then what a GPU changes."""
+@dataclass(frozen=True)
+class Setting:
+    """What one rehearsal runs on: its folder, the data's size, the loader and the steps."""
+
+    work: Path
+    shape: tuple[str, ...]  # ablation render-data's size arguments
+    batch: int
+    segment: float
+    context: float
+    steps: int
+    val_segments: int
+    jobs: int = os.cpu_count() or 1
+
+    @property
+    def workers(self) -> int:
+        return min(self.jobs, 8)
+
+    @property
+    def hq(self) -> Path:
+        return self.work / "musdb18hq"
+
+    @property
+    def stems(self) -> Path:
+        return self.work / "musdb18"
+
+    @property
+    def cache(self) -> Path:
+        return self.work / "cache"
+
+
+def setting(quick: bool, scale: float | None) -> Setting:
+    """The quick form (4 + 2 tracks of 12 s, batch 2) or MUSDB18's shape times ``scale`` at
+    the main grid's batch, segment and context (``sweeps/base.yaml``)."""
     scale = 1.0 if scale is None else scale
     name = "quick" if quick else f"scale{scale:g}"
     work = Path(os.environ.get(DATA_ENV) or default_cache_dir() / "scale-bench") / name
-    hq, stems = work / "musdb18hq", work / "musdb18"
-    jobs = os.cpu_count() or 1
-    workers = min(jobs, 8)
     if quick:
-        shape = ["--train=4", "--test=2", "--duration=12"]
-        batch, segment, context, steps, val_segments = 2, 1.0, 1.0, 2, 2
-    else:
-        shape = [f"--scale={scale}"]
-        batch, segment, context, steps, val_segments = 16, 3.0, 7.0, 3, 8
-    print(f"rehearsal of the pipeline on the rendered dataset ({name}) in {work}; CPU, "
-          f"{jobs} cores, {workers} loader workers, batch {batch}, segment {segment} s, "
-          f"context {context} s, 44.1 kHz stereo")  # fmt: skip
-    print(f"{'stage':44} {'time':>11} {'peak memory':>12}")
+        return Setting(work, ("--train=4", "--test=2", "--duration=12"), 2, 1.0, 1.0, 2, 2)
+    return Setting(work, (f"--scale={scale}",), 16, 3.0, 7.0, 3, 8)
 
-    render = run_stage(
-        _python(
-            "-m", "ablation", "render-data", str(hq), *shape, f"--stems={stems}", f"--jobs={jobs}"
-        )
-    )
-    hours = sum(_seconds(p) for p in (hq / "train").glob("*/mixture.wav")) / 3600
-    hours += sum(_seconds(p) for p in (hq / "test").glob("*/mixture.wav")) / 3600
-    tracks = {s: len(list((hq / s).iterdir())) for s in ("train", "test")}
+
+def main(quick: bool = False, scale: float | None = None) -> None:
+    """Run every stage and print its time and peak memory, then what a GPU changes."""
+    s = setting(quick, scale)
+    print(f"rehearsal of the pipeline on the rendered dataset in {s.work}; CPU, {s.jobs} "
+          f"cores, {s.workers} loader workers, batch {s.batch}, segment {s.segment} s, "
+          f"context {s.context} s, 44.1 kHz stereo")  # fmt: skip
+    print(f"{'stage':44} {'time':>11} {'peak memory':>12}")
+    hours, tracks = _dataset(s)
+    _data_module(s)
+    for folder in (s.work / "runs", s.work / "results"):
+        shutil.rmtree(folder, ignore_errors=True)
+    for cell in CELLS:
+        _cell(s, cell, tracks)
+    runs = [str(s.work / "runs" / "scale" / c) for c in CELLS]
+    out = f"--out={s.work / 'results' / 'report'}"
+    report = run_stage(_python("-m", "ablation", "report", "--runs", *runs, out, "--no-wandb"))
+    _print("report (tables, plots, tests, listening page)", report)
+    _gpu_note(hours)
+
+
+def _dataset(s: Setting) -> tuple[float, dict[str, int]]:
+    """Render (or keep) the dataset in both layouts: its hours and tracks per subset."""
+    command = ["-m", "ablation", "render-data", str(s.hq), *s.shape, f"--stems={s.stems}"]
+    render = run_stage(_python(*command, f"--jobs={s.jobs}"))
+    hours = sum(_seconds(p) for p in s.hq.glob("*/*/mixture.wav")) / 3600
+    tracks = {subset: len(list((s.hq / subset).iterdir())) for subset in ("train", "test")}
     _print(
         "dataset: render (kept between runs)",
         render,
-        f"{tracks['train']} + {tracks['test']} tracks, {hours:.2f} h; HQ {disk_gib(hq):.2f} "
-        f"GiB, .stem.mp4 {disk_gib(stems):.2f} GiB",
+        f"{tracks['train']} + {tracks['test']} tracks, {hours:.2f} h; HQ {disk_gib(s.hq):.2f} "
+        f"GiB, .stem.mp4 {disk_gib(s.stems):.2f} GiB",
     )
+    return hours, tracks
 
-    cache = work / "cache"
-    shutil.rmtree(cache, ignore_errors=True)
-    options = dict(segment=segment, context=context, batch_size=batch, num_workers=workers,
-                   val_fraction=VAL_FRACTION, pin_memory=False, progress=False)  # fmt: skip
-    for layout, root in (("HQ wav", hq), (".stem.mp4", stems)):
-        store = cache / ("hq" if root == hq else "stems")
-        dm = json.dumps(options | dict(root=str(root), cache_dir=str(store)))
+
+def _data_module(s: Setting) -> None:
+    """Cache building (cold) and start-up with the first batch (warm), on each layout."""
+    shutil.rmtree(s.cache, ignore_errors=True)
+    options = dict(segment=s.segment, context=s.context, batch_size=s.batch,
+                   num_workers=s.workers, val_fraction=VAL_FRACTION, pin_memory=False,
+                   progress=False)  # fmt: skip
+    for layout, root, store in (("HQ wav", s.hq, "hq"), (".stem.mp4", s.stems, "stems")):
+        dm = json.dumps(options | dict(root=str(root), cache_dir=str(s.cache / store)))
         cold = run_stage(_python("-c", START_UP, dm))
         _print(
             f"cache build, {layout} (cold set-up)",
             cold,
-            f"{cold['out']['setup_s']:.1f} s in set-up, cache {disk_gib(store):.2f} GiB on "
-            f"disk for {cold['out']['tracks'] + cold['out']['valid']} tracks",
+            f"{cold['out']['setup_s']:.1f} s in set-up, cache {disk_gib(s.cache / store):.2f} "
+            f"GiB on disk for {cold['out']['tracks'] + cold['out']['valid']} tracks",
         )
         warm = run_stage(_python("-c", START_UP, dm))
         out = warm["out"]
@@ -142,69 +186,53 @@ def main(quick: bool = False, scale: float | None = None) -> None:
             f"{out['first_batch_s']:.1f} s {out['batch']}, imports {out['import_s']:.1f} s",
         )
 
-    runs = work / "runs"
-    shutil.rmtree(runs, ignore_errors=True)
-    results = work / "results"
-    shutil.rmtree(results, ignore_errors=True)
-    for cell in CELLS:
-        fit = [
-            "-m", "ablation", "fit", f"--config={BASE}", f"--cell={cell}",
-            f"--data.root={hq}", f"--data.cache_dir={cache / 'hq'}",
-            f"--data.num_workers={workers}", f"--data.batch_size={batch}",
-            f"--data.segment={segment}", f"--data.context={context}",
-            f"--data.val_fraction={VAL_FRACTION}",
-            f"--data.val_segments_per_track={val_segments}", "--data.progress=false",
-            "--trainer.accelerator=cpu", "--trainer.precision=32-true",
-            f"--trainer.max_steps={steps}",
-            "--trainer.enable_progress_bar=false", "--run.val_every_seconds=1e9",
-            f"--run.dir={runs}", "--run.sweep=scale", "--run.name=" + cell,
-        ]  # fmt: skip
-        trained = run_stage(_python(*fit))
-        run_dir = runs / "scale" / cell
-        summary = json.loads((run_dir / "summary.json").read_text())
-        fairness = summary.get("fairness", {})
-        step = fairness.get("train_seconds", float("nan")) / max(1, summary["steps"])
-        _print(
-            f"train {cell}: {summary['steps']} steps (whole run)",
-            trained,
-            f"{step:.1f} s per counted step (batch {batch}, {workers} workers)",
-        )
-        ckpt = run_dir / "checkpoints" / "last.ckpt"
-        validate = [
-            "-m", "ablation", "validate", f"--config={run_dir / 'config.yaml'}",
-            f"--ckpt_path={ckpt}", "--trainer.logger=false",
-        ]  # fmt: skip
-        valid = run_stage(_python(*validate))
-        windows = round(VAL_FRACTION * tracks["train"]) * val_segments
-        _print(
-            f"validation pass {cell} (whole command)",
-            valid,
-            f"{round(VAL_FRACTION * tracks['train'])} tracks, {windows} windows",
-        )
-        evaluate = [
-            "-m", "ablation", "eval", f"--ckpt={ckpt}", f"--root={hq}", f"--jobs={jobs}",
-            "--no-wandb", "--device=cpu",
-        ]  # fmt: skip
-        scored = run_stage(_python(*evaluate))
-        per_track = scored["seconds"] * min(jobs, tracks["test"]) / tracks["test"]
-        _print(
-            f"evaluate {cell}: {tracks['test']} test tracks, {jobs} workers",
-            scored,
-            f"{per_track:.1f} s per track per worker; peak = largest worker",
-        )
-    report = run_stage(
+
+def _cell(s: Setting, cell: str, tracks: dict[str, int]) -> None:
+    """Train a few steps through the workers, one validation pass, evaluation of the test set."""
+    runs = s.work / "runs"
+    fit = [
+        "-m", "ablation", "fit", f"--config={BASE}", f"--cell={cell}",
+        f"--data.root={s.hq}", f"--data.cache_dir={s.cache / 'hq'}",
+        f"--data.num_workers={s.workers}", f"--data.batch_size={s.batch}",
+        f"--data.segment={s.segment}", f"--data.context={s.context}",
+        f"--data.val_fraction={VAL_FRACTION}",
+        f"--data.val_segments_per_track={s.val_segments}", "--data.progress=false",
+        "--trainer.accelerator=cpu", "--trainer.precision=32-true",
+        f"--trainer.max_steps={s.steps}", "--trainer.enable_progress_bar=false",
+        "--run.val_every_seconds=1e9", f"--run.dir={runs}", "--run.sweep=scale",
+        f"--run.name={cell}",
+    ]  # fmt: skip
+    trained = run_stage(_python(*fit))
+    run_dir = runs / "scale" / cell
+    summary = json.loads((run_dir / "summary.json").read_text())
+    step = summary.get("fairness", {}).get("train_seconds", float("nan")) / summary["steps"]
+    _print(
+        f"train {cell}: {summary['steps']} steps (whole run)",
+        trained,
+        f"{step:.1f} s per counted step (batch {s.batch}, {s.workers} workers)",
+    )
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    config = f"--config={run_dir / 'config.yaml'}"
+    valid = run_stage(
         _python(
-            "-m",
-            "ablation",
-            "report",
-            "--runs",
-            *[str(runs / "scale" / c) for c in CELLS],
-            f"--out={results / 'report'}",
-            "--no-wandb",
+            "-m", "ablation", "validate", config, f"--ckpt_path={ckpt}", "--trainer.logger=false"
         )
     )
-    _print("report (tables, plots, tests, listening page)", report)
-    _gpu_note(hours)
+    val_tracks = round(VAL_FRACTION * tracks["train"])
+    _print(
+        f"validation pass {cell} (whole command)",
+        valid,
+        f"{val_tracks} tracks, {val_tracks * s.val_segments} windows",
+    )
+    # the default workers: one per core, as many as the memory holds on the longest track
+    evaluate = ["-m", "ablation", "eval", f"--ckpt={ckpt}", f"--root={s.hq}"]
+    scored = run_stage(_python(*evaluate, "--no-wandb", "--device=cpu"))
+    per_track = scored["seconds"] * min(s.jobs, tracks["test"]) / tracks["test"]
+    _print(
+        f"evaluate {cell}: {tracks['test']} test tracks, {s.jobs} workers",
+        scored,
+        f"{per_track:.1f} s per track per worker; peak = largest worker",
+    )
 
 
 def _seconds(path: Path) -> float:
