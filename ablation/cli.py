@@ -142,13 +142,15 @@ def _render_data(argv: Sequence[str]) -> None:
 
 
 def _bench(argv: Sequence[str]) -> None:
-    from ablation.benchmarks import BENCHMARKS, run
+    from ablation.benchmarks import BENCHMARKS, ON_REQUEST, run
 
     parser = argparse.ArgumentParser(
         prog="ablation bench",
         description="Side-by-side benchmarks that print ratios (see README, 'Benchmarks').",
     )
-    parser.add_argument("names", nargs="*", help=f"any of {sorted(BENCHMARKS)}; default all")
+    parser.add_argument(
+        "names", nargs="*", help=f"any of {sorted(BENCHMARKS)}; default all but {ON_REQUEST}"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
     parser.add_argument(
         "--f90", metavar="PATH", help="train: a clone of f90/Wave-U-Net-Pytorch to compare with"

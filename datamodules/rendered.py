@@ -224,19 +224,32 @@ def write_stems_track(folder: Path, path: Path) -> None:
     partial.replace(path)
 
 
+def _finished(folder: Path, made: dict) -> bool:
+    """Whether ``folder`` holds the track that ``made`` (seed, rate, seconds) describes."""
+    try:
+        info = json.loads((folder / "track.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (folder / "mixture.wav").is_file() and all(info.get(k) == v for k, v in made.items())
+
+
 def _write_one(job: tuple) -> dict:
     out, stems_out, seed, subset, index, seconds, sample_rate = job
     name = track_name(subset, index)
     folder = out / subset / name
-    if not (folder / "mixture.wav").is_file():  # a finished track is kept: resumable
+    path = None if stems_out is None else stems_out / subset / f"{name}.stem.mp4"
+    made = {"seed": seed, "sample_rate": sample_rate, "seconds": seconds}
+    if not _finished(folder, made):  # a finished track is kept: an interrupted run resumes
         stems, info = render_track(seed, subset, index, seconds, sample_rate)
         partial = out / ".partial" / subset / name  # outside the subsets: never listed
         shutil.rmtree(partial, ignore_errors=True)
         write_hq_track(partial, stems, sample_rate)
-        write_text(partial / "track.json", json.dumps(info, indent=2))
+        write_text(partial / "track.json", json.dumps(made | info, indent=2))
+        shutil.rmtree(folder, ignore_errors=True)  # another recipe's track of that name
+        if path is not None:
+            path.unlink(missing_ok=True)
         partial.rename(folder)
-    if stems_out is not None:
-        path = stems_out / subset / f"{name}.stem.mp4"
+    if path is not None:
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_stems_track(folder, path)

@@ -205,5 +205,9 @@ def test_render_data_command(tmp_path, capsys):
     test_track = next((tmp_path / "r" / "test").iterdir())
     assert sf.info(test_track / "vocals.wav").frames == RATE // 2
     assert "1 train, 1 test tracks" in capsys.readouterr().out
+    # written again with another length: the tracks of the older recipe are not kept
+    train_track = next((tmp_path / "r" / "train").iterdir())
+    make_rendered_dataset(tmp_path / "r", n_train=1, n_test=0, duration=0.25, progress=False)
+    assert sf.info(train_track / "mixture.wav").frames == RATE // 4
     with pytest.raises(SystemExit, match="error: scale must be in"):
         main(["render-data", str(tmp_path / "s"), "--scale=2"])
