@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 export WANDB_SILENT ?= true
 
 .DEFAULT_GOAL := help
-.PHONY: help install ffmpeg chromium test test-slow test-slurm lint bench
+.PHONY: help install ffmpeg chromium fluidsynth soundfont test test-slow test-slurm lint bench
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,16 +20,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
-# $(1): the command; $(2): what to do when it is missing and apt cannot install it.
+# $(1): the command; $(2): what to do when it is missing and apt cannot install it;
+# $(3): the apt package (default: the command); $(4): a test that it is present
+# (default: the command is on PATH), for packages that install a file, not a command.
 define apt_install
-	@command -v $(1) >/dev/null && exit 0; \
+	@$(if $(4),$(4),command -v $(1) >/dev/null) && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing $(1) with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+		echo "installing $(or $(3),$(1)) with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(or $(3),$(1)) >/dev/null; \
 	else \
 		$(2); \
 	fi
 endef
+# Debian's General MIDI SoundFont (fluid-soundfont-gm, MIT licence), which the rendered
+# dataset plays its instruments from.
+SOUNDFONT := /usr/share/sounds/sf2/FluidR3_GM.sf2
 
 ffmpeg: ## Install ffmpeg (needed for .stem.mp4) through apt when root, else say how
 	$(call apt_install,ffmpeg,echo "ffmpeg is missing: install it (sudo apt-get install ffmpeg$(,) or conda/brew install ffmpeg)$(,) then run make again."; exit 1)
@@ -37,7 +42,13 @@ ffmpeg: ## Install ffmpeg (needed for .stem.mp4) through apt when root, else say
 chromium: ## Install headless Chromium (the report page's browser test) through apt when root
 	$(call apt_install,chromium,echo "chromium is missing: the report page's browser test skips; sudo apt-get install chromium runs it.")
 
-install: $(STAMP) ffmpeg chromium ## Create .venv and install the suite with its test extras
+fluidsynth: ## Install FluidSynth (renders the demo's dataset) through apt when root, else say how
+	$(call apt_install,fluidsynth,echo "fluidsynth is missing: install it (sudo apt-get install fluidsynth$(,) or conda/brew install fluidsynth)$(,) then run make again."; exit 1)
+
+soundfont: ## Install the General MIDI SoundFont FluidR3_GM (fluid-soundfont-gm) through apt when root
+	$(call apt_install,soundfont,echo "$(SOUNDFONT) is missing: sudo apt-get install fluid-soundfont-gm$(,) or set ABLATION_SOUNDFONT=/path/to/a/GM.sf2"; [ -n "$$ABLATION_SOUNDFONT" ],fluid-soundfont-gm,[ -f $(SOUNDFONT) ])
+
+install: $(STAMP) ffmpeg chromium fluidsynth soundfont ## Create .venv and install the suite with its test extras
 
 test: install ## Run the default test suite (offline, CPU, under 15 minutes)
 	WANDB_MODE=offline $(BIN)/pytest
@@ -52,8 +63,8 @@ lint: install ## ruff check and format check
 	$(BIN)/ruff check ablation lightning_modules datamodules tests
 	$(BIN)/ruff format --check ablation lightning_modules datamodules tests
 
-bench: install ## Side-by-side benchmarks printing ratios (BENCH="data bsseval train", QUICK=1, F90=clone)
-	$(BIN)/ablation bench $(BENCH) $(if $(QUICK),--quick) $(if $(F90),--f90 $(F90))
+bench: install ## Side-by-side benchmarks printing ratios (BENCH="data bsseval train scale", QUICK=1, F90=clone, SCALE=0.25)
+	$(BIN)/ablation bench $(BENCH) $(if $(QUICK),--quick) $(if $(F90),--f90 $(F90)) $(if $(SCALE),--scale $(SCALE))
 
 SWEEP ?= sweeps/depth_dimension.yaml
 # SLURM=1: a job array instead (PARTITION, ACCOUNT, GPUS_PER_TASK, TIME, SLURM_ARGS="--mem=32G ...", DRY_RUN=1)
@@ -62,7 +73,7 @@ SLURM_FLAGS = --slurm $(if $(PARTITION),--partition $(PARTITION)) $(if $(ACCOUNT
 sweep: install ## Train a sweep's grid: SWEEP=sweeps/x.yaml GPUS=0,1 COUNT=n ROOT=/path/musdb SEEDS=3 TUNING=runs/tune_lr [SLURM=1 PARTITION=p TIME=04:00:00 DRY_RUN=1] (online with W&B credentials, else offline)
 	$(BIN)/ablation sweep $(SWEEP) $(if $(GPUS),--gpus $(GPUS)) $(if $(COUNT),--count $(COUNT)) $(if $(ROOT),--root '$(ROOT)') $(if $(SEEDS),--seeds $(SEEDS)) $(if $(TUNING),--fit-arg='--run.tuning=$(TUNING)') $(if $(SLURM),$(SLURM_FLAGS))
 
-demo: install ## The whole pipeline on a generated toy dataset, CPU, offline (ROOT=/path/musdb for real data)
+demo: install ## The whole pipeline on a generated rendered dataset, CPU, offline (ROOT=/path/musdb for real data)
 	WANDB_MODE=offline $(BIN)/ablation demo $(if $(ROOT),--root '$(ROOT)')
 
 .PHONY: sweep demo

@@ -147,20 +147,72 @@ def _toy_data(argv: Sequence[str]) -> None:
     print(f"toy dataset written to {out} ({args.train} train, {args.test} test tracks)")
 
 
+def _render_data(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="ablation render-data",
+        description="Write the seeded rendered dataset: composed songs, each stem rendered by "
+        "FluidSynth with the General MIDI SoundFont FluidR3_GM (MUSDB18-HQ layout; "
+        "--stems adds the .stem.mp4 layout).",
+    )
+    parser.add_argument("out", help="folder to create (HQ layout), e.g. data/rendered")
+    parser.add_argument("--train", type=int, default=10, help="tracks in train/ (default 10)")
+    parser.add_argument("--test", type=int, default=4, help="tracks in test/ (default 4)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per track")
+    parser.add_argument(
+        "--test-duration", type=float, help="seconds per test track (default: --duration)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        metavar="F",
+        help="MUSDB18's shape times F in (0, 1]: 100*F train and 50*F test tracks with "
+        "MUSDB18's spread of durations (replaces --train, --test and the durations)",
+    )
+    parser.add_argument("--stems", metavar="DIR", help="also write the .stem.mp4 layout in DIR")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
+    args = parser.parse_args(argv)
+    from datamodules.rendered import make_rendered_dataset, plan
+
+    with one_line_errors():
+        tracks = plan(args.train, args.test, args.duration, args.test_duration, args.scale)
+        out = make_rendered_dataset(
+            args.out, args.train, args.test, args.duration, seed=args.seed,
+            test_duration=args.test_duration, scale=args.scale, stems_out=args.stems,
+            jobs=args.jobs,
+        )  # fmt: skip
+    hours = sum(seconds for _, _, seconds in tracks) / 3600
+    counts = {s: sum(t[0] == s for t in tracks) for s in ("train", "test")}
+    where = f"{out}" + (f" and {args.stems}" if args.stems else "")
+    print(f"rendered dataset written to {where} ({counts['train']} train, {counts['test']} "
+          f"test tracks, {hours:.2f} h)")  # fmt: skip
+
+
 def _bench(argv: Sequence[str]) -> None:
-    from ablation.benchmarks import BENCHMARKS, run
+    from ablation.benchmarks import BENCHMARKS, ON_REQUEST, run
 
     parser = argparse.ArgumentParser(
         prog="ablation bench",
         description="Side-by-side benchmarks that print ratios (see README, 'Benchmarks').",
     )
-    parser.add_argument("names", nargs="*", help=f"any of {sorted(BENCHMARKS)}; default all")
+    parser.add_argument(
+        "names", nargs="*", help=f"any of {sorted(BENCHMARKS)}; default all but {ON_REQUEST}"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
     parser.add_argument(
         "--f90", metavar="PATH", help="train: a clone of f90/Wave-U-Net-Pytorch to compare with"
     )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        metavar="F",
+        help="scale: the rendered dataset at MUSDB18's size times F (default 1)",
+    )
     args = parser.parse_args(argv)
-    run(args.names, quick=args.quick, f90=args.f90)
+    with one_line_errors():
+        run(args.names, quick=args.quick, f90=args.f90, scale=args.scale)
 
 
 def _gpu_list(value: str) -> list[str] | None:
@@ -308,9 +360,11 @@ def _demo(argv: Sequence[str]) -> None:
 
     parser = argparse.ArgumentParser(
         prog="ablation demo",
-        description="Toy dataset, sweeps/demo.yaml offline, evaluation and comparison table.",
+        description="Rendered dataset, sweeps/demo.yaml offline, evaluation and comparison table.",
     )
-    parser.add_argument("--root", default="data/toy", help="toy dataset (created if missing)")
+    parser.add_argument(
+        "--root", default="data/rendered", help="rendered dataset (created if missing)"
+    )
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--out", default="results/demo")
     parser.add_argument("--jobs", type=int, default=None, help="evaluation processes")
@@ -441,6 +495,7 @@ def _report(argv: Sequence[str]) -> None:
 
 SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "toy-data": _toy_data,
+    "render-data": _render_data,
     "bench": _bench,
     "sweep": _sweep,
     "demo": _demo,

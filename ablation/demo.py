@@ -1,7 +1,7 @@
-"""``make demo``: the suite end to end on the toy dataset, on the CPU, offline.
+"""``make demo``: the suite end to end on the rendered dataset, on the CPU, offline.
 
 Runs ``sweeps/demo.yaml`` through exactly the code path of ``make sweep`` (offline),
-evaluates every checkpoint on the toy test tracks with the SiSEC evaluation of
+evaluates every checkpoint on the rendered test tracks with the SiSEC evaluation of
 ``make eval``, and prints the comparison table, also written as
 ``results/demo/table.csv``. Two baselines bound the table: the mixture as every
 estimate, and the best constant gain (the mixture scaled per source and track by
@@ -32,14 +32,15 @@ from datamodules.generated import (
     read_marker,
     remove_generated,
 )
-from datamodules.toy import make_toy_dataset, toy_recipe
+from datamodules.rendered import make_rendered_dataset, rendered_recipe
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
 # 8 test tracks, so that a Wilcoxon test of two configurations can reach p < 0.05 (the
 # smallest p of 8 paired tracks is 0.0078); 3 s each, so that the demo evaluates as
 # much audio as with its former 3 test tracks of 8 s.
 TOY = dict(n_train=8, n_test=8, duration=8.0, test_duration=3.0)
-# The folder names of the toy generator, for toy datasets written before it kept a recipe.
+# The demo's data: songs rendered from MIDI with sampled instruments (datamodules.rendered).
+# The folder names of the toy generator, whose datasets the demo used before.
 TOY_TRACK = re.compile(r"toy\d{3} - (train|test) song \d+")
 
 
@@ -120,9 +121,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _stale_toy(root: Path) -> bool:
-    """True for a toy dataset written with other arguments than :data:`TOY` (or before the
-    generator recorded them); False for the demo's toy dataset and for any other data."""
-    recipe = toy_recipe(root)
+    """True for a rendered dataset written with other arguments than :data:`TOY`, or a toy
+    dataset (the demo's former data); False for the demo's own dataset and any other data."""
+    recipe = rendered_recipe(root)
     if recipe is not None:
         return {k: recipe.get(k) for k in TOY} != TOY
     tracks = [p for subset in ("train", "test") for p in (root / subset).glob("*")]
@@ -130,25 +131,26 @@ def _stale_toy(root: Path) -> bool:
 
 
 def _prepare_toy(root: Path, sweep_runs: Path, out: Path) -> None:
-    """Write the demo's toy dataset into ``root`` unless it is there already. A toy dataset
-    of other arguments is replaced only when its marker proves the suite wrote every file
+    """Write the demo's rendered dataset into ``root`` unless it is there already. A
+    generated dataset of other arguments (or the former toy data) is replaced only when its
+    marker proves the suite wrote every file
     of ``root`` (:mod:`datamodules.generated`); the demo's results of it go too. Each
     removal is printed; nothing else is ever removed."""
     if not root.exists() or not any(root.iterdir()):
-        make_toy_dataset(root, **TOY)
+        make_rendered_dataset(root, **TOY)
         return
     if not _stale_toy(root):
         return
     foreign = foreign_files(root)
     if foreign:
         raise GeneratedDataError(
-            f"{root} holds a toy dataset that is not the demo's {TOY}, and files the suite did "
+            f"{root} holds a dataset that is not the demo's {TOY}, and files the suite did "
             f"not record writing ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}), "
             f"so the demo removes nothing there: give --root a new folder (e.g. data/demo-toy), "
             f"or empty {root} yourself."
         )
     results = [p for p in _demo_results(sweep_runs, out) if p.exists()]
-    print(f"the toy dataset in {root} is not the demo's {TOY}: replacing it. Removing:")
+    print(f"the dataset in {root} is not the demo's {TOY}: replacing it. Removing:")
     print(f"  the {len((read_marker(root) or {}).get('files', []))} files its marker lists "
           f"({root / MARKER})")  # fmt: skip
     for path in results:
@@ -156,7 +158,7 @@ def _prepare_toy(root: Path, sweep_runs: Path, out: Path) -> None:
     remove_generated(root)
     for path in results:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    make_toy_dataset(root, **TOY)
+    make_rendered_dataset(root, **TOY)
 
 
 def _demo_results(sweep_runs: Path, out: Path) -> list[Path]:
@@ -181,12 +183,12 @@ def report_section(markdown: str, heading: str) -> str:
 
 
 def run_demo(
-    root: str = "data/toy",
+    root: str = "data/rendered",
     runs_dir: str = "runs",
     out: str = "results/demo",
     jobs: int | None = None,
 ) -> list[dict]:
-    """Toy data (generated once), the demo sweep, evaluation, table. Returns the rows."""
+    """Rendered data (generated once), the demo sweep, evaluation, table. Returns the rows."""
     from ablation.sweep import load_sweep, run_offline, sweep_name
 
     start = time.time()
@@ -205,7 +207,7 @@ def run_demo(
         name,
         wandb_log=False,
     )
-    print("\nSDR in dB (museval v4: median over 1 s frames, then over the toy test tracks);")
+    print("\nSDR in dB (museval v4: median over 1 s frames, then over the rendered test tracks);")
     print("sdr_mean beats gain_sdr_mean only if a net separates, not just turns the volume down:\n")
     print(format_table(rows))
     markdown = report.read_text()

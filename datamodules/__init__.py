@@ -1,4 +1,5 @@
-"""MUSDB18 data for every model of the suite: one DataModule, one cache, one toy set.
+"""MUSDB18 data for every model of the suite: one DataModule, one cache, the generated
+datasets (toy and rendered).
 
 Names are imported lazily so that pure-torch code (benchmarks, evaluation) can use
 the cache and the toy generator without importing Lightning.
@@ -10,6 +11,7 @@ _EXPORTS = {
     "DataError": "ablation.tracks",
     "MUSDBDataModule": "datamodules.musdb",
     "make_toy_dataset": "datamodules.toy",
+    "make_rendered_dataset": "datamodules.rendered",
 }
 __all__ = list(_EXPORTS)
 

@@ -116,23 +116,34 @@ def _write_marker(root: Path, generator: str, recipe: dict, complete: bool, file
 
 
 @contextmanager
-def generated_dataset(out: str | Path, generator: str, recipe: dict[str, Any]) -> Iterator[Path]:
+def generated_dataset(
+    out: str | Path, generator: str, recipe: dict[str, Any], resume: bool = False
+) -> Iterator[Path]:
     """Write a generated dataset into ``out`` (see the module docstring); yields ``out``.
 
     Args:
         out: the dataset folder (created when missing).
         generator: who writes it, e.g. ``"toy"``.
         recipe: the arguments that determine its files (JSON-serializable).
+        resume: a generation of this very generator and recipe, finished or cut short,
+            is continued in place (the generator keeps what it already wrote) instead
+            of being removed first.
 
     Raises:
         GeneratedDataError: ``out`` holds files no earlier generation recorded.
     """
     out = Path(out)
-    foreign = foreign_files(out)
-    if foreign:
-        raise _refusal(out, foreign, f"write the {generator} dataset there")
-    if read_marker(out) is not None:
-        remove_generated(out)  # only files an earlier generation listed
+    marker = read_marker(out)
+    same = marker is not None and (marker.get("generator"), marker.get("recipe")) == (
+        generator,
+        json.loads(json.dumps(recipe)),
+    )
+    if not (resume and same):
+        foreign = foreign_files(out)
+        if foreign:
+            raise _refusal(out, foreign, f"write the {generator} dataset there")
+        if marker is not None:
+            remove_generated(out)  # only files an earlier generation listed
     out.mkdir(parents=True, exist_ok=True)
     _write_marker(out, generator, recipe, complete=False, files=[])
     yield out

@@ -54,3 +54,25 @@ def test_gpu_script_quick_form_measures_every_cell(tmp_path):
         assert cell["separation_seconds_per_minute"] > 0, cell
         assert cell["peak_memory_gib"] > 0, cell
     assert results["bsseval_seconds_per_minute"] > 0
+
+
+@pytest.mark.slow
+def test_scale_bench_quick_form_runs_every_stage(tmp_path, monkeypatch, capsys):
+    from ablation.benchmarks import scale
+
+    monkeypatch.setenv(scale.DATA_ENV, str(tmp_path))
+    scale.main(quick=True)
+    out = capsys.readouterr().out
+    stages = ["dataset: render", "cache build, HQ wav", "cache build, .stem.mp4",
+              "DataModule start-up, HQ wav", "DataModule start-up, .stem.mp4",
+              "train 1d-depth6", "validation pass 1d-depth6", "evaluate 1d-depth6",
+              "train 2d-depth4", "validation pass 2d-depth4", "evaluate 2d-depth4",
+              "report", "On a GPU"]  # fmt: skip
+    for stage in stages:
+        assert stage in out, (stage, out)
+    work = tmp_path / "quick"
+    for cell in scale.CELLS:
+        summary = json.loads((work / "runs" / "scale" / cell / "summary.json").read_text())
+        assert summary["steps"] == 2, summary
+    assert len(list(work.glob("runs/scale/*/checkpoints/*-eval-test/summary.json"))) == 2
+    assert (work / "results" / "report" / "index.html").is_file()

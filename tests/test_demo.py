@@ -45,9 +45,9 @@ def test_a_toy_dataset_that_is_not_the_demos_is_stale(tmp_path):
     # one of an older version (no recipe), recognised by its folder names
     (other / "toy.json").unlink()
     assert _stale_toy(other)
-    # the demo's own recipe, and data that is not a toy dataset, are used as they are
+    # the demo's own recipe (a rendered dataset), and other data, are used as they are
     (tmp_path / "own").mkdir()
-    (tmp_path / "own" / "toy.json").write_text(json.dumps(TOY))
+    (tmp_path / "own" / "rendered.json").write_text(json.dumps(TOY))
     assert not _stale_toy(tmp_path / "own")
     assert not _stale_toy(write_dataset(tmp_path / "five", n_train=1, n_test=1, seconds=0.2))
 

@@ -9,11 +9,36 @@ from pathlib import Path
 
 from ablation.evaluation import cache
 from ablation.evaluation.aggregate import aggregate, write_results
-from ablation.evaluation.pool import run_tracks
+from ablation.evaluation.pool import (
+    WORKER_BASE_BYTES,
+    WORKER_BYTES_PER_SECOND,
+    available_memory,
+    default_jobs,
+    run_tracks,
+)
 from ablation.evaluation.protocol import EvaluationError
 from ablation.evaluation.request import default_device, prepare
 from ablation.evaluation.results import pending_tracks
 from ablation.evaluation.wandb_log import log_to_wandb
+from ablation.tracks import list_tracks, track_seconds
+
+
+def _memory_bound_jobs(plan, pending: Sequence[str]) -> int:
+    """One worker per core, fewer when the memory would not hold them on the longest
+    pending track (a 10-minute track takes a worker about 12 GB); says so when it caps."""
+    by_name = {t.name: t for t in list_tracks(plan.root, plan.subset)}
+    longest = max(track_seconds(by_name[name]) for name in pending)
+    cores = os.cpu_count() or 1
+    jobs = default_jobs(longest, cores, available_memory())
+    if jobs < min(cores, len(pending)):
+        warnings.warn(
+            f"evaluating with {jobs} worker processes, not one per core ({cores}): each takes "
+            f"about {(WORKER_BASE_BYTES + WORKER_BYTES_PER_SECOND * longest) / 1e9:.0f} GB "
+            f"on the longest track ({longest / 60:.1f} min) and the memory available holds "
+            f"{jobs}. Pass --jobs to choose.",
+            stacklevel=3,
+        )
+    return jobs
 
 
 def evaluate_checkpoint(
@@ -42,7 +67,8 @@ def evaluate_checkpoint(
             of a net that does not separate) or ``oracle-irm`` (ideal ratio mask on
             the 2-D family's STFT: the ceiling of a masking net); with ``ckpt`` too,
             on the checkpoint's targets.
-        jobs: worker processes, one track each at a time; default all cores. Each
+        jobs: worker processes, one track each at a time; default one per core, fewer
+            when the available memory would not hold them on the longest track. Each
             track is computed with one thread, so any ``jobs`` gives the same files.
             Workers are spawned: a script calling this with ``jobs > 1`` needs the
             ``if __name__ == "__main__":`` guard.
@@ -70,7 +96,7 @@ def evaluate_checkpoint(
     plan, names = prepare(ckpt, root, subset, out, baseline, metrics, device, targets, shifts)
     pending = pending_tracks(plan, names)
     if pending:
-        jobs = max(1, min(jobs or os.cpu_count() or 1, len(pending)))
+        jobs = max(1, min(jobs or _memory_bound_jobs(plan, pending), len(pending)))
         failures = run_tracks(plan, pending, jobs, progress)
         if failures:
             raise EvaluationError(

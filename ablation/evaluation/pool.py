@@ -9,6 +9,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -25,6 +26,46 @@ def _init_worker(parent_pid: int) -> None:
     # Every track is computed on one thread in any process, so a parallel run writes
     # exactly the files of a serial one; parallelism is across tracks.
     limit_process_threads(1)
+
+
+# Peak resident memory of an evaluation worker: the imports, and per second of its track
+# (stereo, 44.1 kHz: the decoded stems and mixture in float64, the estimates, BSS Eval's
+# arrays). `ablation bench scale` measured 5.0 GiB for a worker whose longest track was
+# 257 s (about 19 MB per second); a 10-minute MUSDB18 track takes about 12 GB.
+WORKER_BASE_BYTES = 1.0e9
+WORKER_BYTES_PER_SECOND = 20e6
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still use: the smaller of the machine's available memory and
+    what its cgroup (a Slurm job's ``--mem``, a container's limit) leaves; None if unknown."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def default_jobs(
+    longest_seconds: float, cores: int | None = None, available: int | None = None
+) -> int:
+    """Worker processes when none are asked for: one per core, but no more than the
+    available memory holds at a worker's peak on the longest track (at least one)."""
+    cores = cores or os.cpu_count() or 1
+    if available is None:
+        return cores
+    per_worker = WORKER_BASE_BYTES + WORKER_BYTES_PER_SECOND * longest_seconds
+    return max(1, min(cores, int(available // per_worker)))
 
 
 def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> list[str]:

@@ -7,7 +7,13 @@ here, so training and evaluation see the same samples. Modules: ``layout``
 a sample rate and a channel count).
 """
 
-from ablation.tracks.decode import decode_mixture, decode_stems, decode_track, track_rate
+from ablation.tracks.decode import (
+    decode_mixture,
+    decode_stems,
+    decode_track,
+    track_rate,
+    track_seconds,
+)
 from ablation.tracks.layout import (
     MIXTURE,
     STEMS_SUFFIX,
@@ -45,4 +51,5 @@ __all__ = [
     "split_train_valid",
     "to_channels",
     "track_rate",
+    "track_seconds",
 ]

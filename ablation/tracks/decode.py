@@ -209,6 +209,19 @@ def track_rate(track: TrackRef) -> int:
         ) from err
 
 
+def track_seconds(track: TrackRef) -> float:
+    """The length of a track in seconds, read from its file headers without decoding."""
+    if not track.is_wav:
+        return float(_probe_stems(track).duration(track.stream(MIXTURE)))
+    path = next((p for p in track.stem_files().values() if p.exists()), Path())
+    try:
+        return float(sf.info(path).duration)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise DataError(
+            f"{path} could not be read ({err}): expected a readable audio file."
+        ) from err
+
+
 def decode_track(track: TrackRef, sample_rate: int, channels: int) -> np.ndarray:
     """Decode the stems of a track at ``sample_rate`` with ``channels``.
 
