@@ -126,6 +126,8 @@ def _stale_toy(root: Path) -> bool:
     recipe = rendered_recipe(root)
     if recipe is not None:
         return {k: recipe.get(k) for k in TOY} != TOY
+    if read_marker(root) is not None:  # another generated dataset, e.g. the former toy data
+        return True
     tracks = [p for subset in ("train", "test") for p in (root / subset).glob("*")]
     return bool(tracks) and all(TOY_TRACK.fullmatch(p.name) for p in tracks)
 

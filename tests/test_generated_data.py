@@ -109,7 +109,7 @@ def test_the_demo_replaces_its_own_stale_toy_data_and_names_what_it_removes(
     (out / "table.csv").write_text("x")
     (out / "mine.txt").write_text("kept")
     made = []
-    monkeypatch.setattr(demo, "make_toy_dataset", lambda r, **kw: made.append(kw))
+    monkeypatch.setattr(demo, "make_rendered_dataset", lambda r, **kw: made.append(kw))
     demo._prepare_toy(root, runs, out)
     printed = capsys.readouterr().out
     assert "the 11 files its marker lists" in printed

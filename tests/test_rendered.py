@@ -14,6 +14,7 @@ from scipy.signal import stft
 
 from ablation.constants import SOURCES
 from ablation.errors import AblationError
+from datamodules.generated import MARKER
 from datamodules.rendered import (
     SOUNDFONT_ENV,
     SOUNDFONTS,
@@ -34,10 +35,11 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg
 
 
 def _digests(root: Path) -> dict[str, str]:
+    """Every file's SHA-256 but the generated-data marker's (it records when it was written)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != MARKER
     }
 
 
