@@ -96,8 +96,12 @@ def test_a_step_budget_killed_and_resumed_trains_exactly_its_steps(fit_env, tmp_
     assert record["train_flops"] == STEPS * record["train_flops_per_step"]
     rows = pd.read_csv(run / "metrics.csv")
     assert sorted(rows.loc[rows[TRAIN_LOSS].notna(), "step"].astype(int)) == list(range(STEPS))
-    # row by row what the same run logs uninterrupted: steps, epochs and values
-    main(steps_args(tmp_path / "whole", fit_env))
+    # row by row what the same run logs uninterrupted: steps, epochs and values (in a
+    # process of its own, as a sweep runs it: in this one W&B would reuse the run above)
+    subprocess.run(
+        [sys.executable, "-m", "ablation", *steps_args(tmp_path / "whole", fit_env)],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+    )  # fmt: skip
     whole = pd.read_csv(run_folder(tmp_path / "whole") / "metrics.csv")
     columns = ["epoch", "step", TRAIN_LOSS, VAL_LOSS, VAL_SDR]
     pd.testing.assert_frame_equal(logged(rows, columns), logged(whole, columns))
