@@ -157,7 +157,8 @@ def test_toy_data_of_no_duration_is_one_line(tmp_path):
 
 def test_make_eval_quotes_a_checkpoint_path_with_spaces(tmp_path):
     shown = subprocess.run(
-        ["make", "-n", "eval", "CKPT=my runs/a b/last.ckpt", "ROOT=/data/mus db", "BIN=/bin"],
+        ["make", "--no-print-directory", "-n", "eval", "CKPT=my runs/a b/last.ckpt",
+         "ROOT=/data/mus db", "BIN=/bin"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.splitlines()[-1]  # fmt: skip
     assert "--ckpt 'my runs/a b/last.ckpt'" in shown and "--root '/data/mus db'" in shown
