@@ -242,18 +242,21 @@ class ExampleLogger(Callback):
         )
         captions = [caption for caption, _ in items]
         rate = pl_module.hparams.sample_rate
+        # the validation's own step (Lightning's, one below global_step inside training):
+        # at global_step the examples would push the validation's row to the next step
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
         audios = [signal.float().T.cpu().numpy() for _, signal in items]
         images = [spectrogram_image(signal) for _, signal in items]
         for logger in loggers:
             logger.log_audio(
                 EXAMPLES_AUDIO,
                 audios,
-                step=trainer.global_step,
+                step=step,
                 caption=captions,
                 sample_rate=[rate] * len(items),
             )
             logger.log_image(
-                EXAMPLES_SPECTROGRAM, images, step=trainer.global_step, caption=captions
+                EXAMPLES_SPECTROGRAM, images, step=step, caption=captions
             )
 
 

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from ablation.files import write_text
+from lightning_modules.wandb_log import SteppedWandbLogger
 
 STEP = "step"
 
@@ -35,12 +36,11 @@ class AppendingWriter(ExperimentWriter):
         self.rows += len(self.metrics)
         super().save()
 
-    def truncate(self, rows: int | None, step: int) -> int:
+    def truncate(self, rows: int | None, step: int) -> list[dict[str, str]]:
         """Keep the first ``rows`` rows, those the resumed checkpoint had logged (without
-        that count, from an older checkpoint: the rows up to ``step``); returns how many
-        were dropped."""
+        that count, from an older checkpoint: the rows up to ``step``); returns them."""
         if not self._fs.isfile(self.metrics_file_path):
-            return 0
+            return []
         fields, found = self._read()
         if rows is None:
             kept = [row for row in found if not row.get(STEP) or float(row[STEP]) <= step]
@@ -54,7 +54,7 @@ class AppendingWriter(ExperimentWriter):
             writer.writerows(kept)
             write_text(self.metrics_file_path, text.getvalue())
         self.rows = len(kept)
-        return len(found) - len(kept)
+        return kept
 
 
 class AppendingCSVLogger(CSVLogger):
@@ -72,7 +72,7 @@ class AppendingCSVLogger(CSVLogger):
 class TrimMetricsOnResume(Callback):
     """Records in each checkpoint how many rows ``metrics.csv`` held; a resume drops the
     rows logged after that save (the training a kill lost, retrained and logged again),
-    so every step appears once."""
+    so every step appears once, and replays the rows kept into the rewound W&B run."""
 
     def __init__(self):
         self.resumed_rows: int | None = None
@@ -100,4 +100,7 @@ class TrimMetricsOnResume(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = self._writer(trainer)
         if writer is not None and (trainer.global_step > 0 or self.resumed_rows is not None):
-            writer.truncate(self.resumed_rows, trainer.global_step)
+            kept = writer.truncate(self.resumed_rows, trainer.global_step)
+            for logger in trainer.loggers:
+                if isinstance(logger, SteppedWandbLogger):
+                    logger.replay(kept)

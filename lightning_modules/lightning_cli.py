@@ -366,7 +366,7 @@ class AblationCLI(LightningCLI):
         # Under `wandb agent` the agent chose the run id; otherwise reuse ours on resume.
         run_id = None if "WANDB_SWEEP_ID" in os.environ else stored.get("id")
         last = last_checkpoint(run_dir)
-        rewind = (run_id, checkpoint_step(last)) if run_id and last else None
+        rewind = run_id if run_id and last else None
         return SteppedWandbLogger(
             name=name,
             save_dir=str(run_dir),

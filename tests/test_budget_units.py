@@ -64,12 +64,22 @@ def run_folder(tmp_path: Path) -> Path:
 # ---- a step budget survives a kill -------------------------------------------------------
 def test_a_step_budget_killed_and_resumed_trains_exactly_its_steps(fit_env, tmp_path):
     """SIGKILL the run once its first last.ckpt is on disk, resume it: it ends on its
-    budget, each step logged once, the record holding all four quantities, and the
+    budget, each step logged once in metrics.csv and in W&B (whatever the kill kept
+    from W&B's unwritten buffer), the record holding all four quantities, and the
     budget-fraction checkpoints at their steps."""
+    from wandb_files import run_history
+
     run = run_folder(tmp_path)
     # its own W&B service: a killed child would leave ours holding its run id "in use"
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    env["PYTHONPATH"] = str(REPO)
+    env |= {"PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+    def fit(folder: Path) -> None:  # in a process of its own, as a sweep runs a cell
+        subprocess.run(
+            [sys.executable, "-m", "ablation", *steps_args(folder, fit_env)], env=env,
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+        )  # fmt: skip
+
     log = (tmp_path / "child.log").open("w")
     child = subprocess.Popen(
         [sys.executable, "-m", "ablation", *steps_args(tmp_path, fit_env)],
@@ -86,7 +96,7 @@ def test_a_step_budget_killed_and_resumed_trains_exactly_its_steps(fit_env, tmp_
     killed_at = checkpoint_step(last)
     assert 0 < killed_at < STEPS
 
-    main(steps_args(tmp_path, fit_env))
+    fit(tmp_path)
     summary = json.loads((run / "summary.json").read_text())
     record = summary["fairness"]
     assert summary["steps"] == record["counted_steps"] == record["budget_steps"] == STEPS
@@ -96,15 +106,18 @@ def test_a_step_budget_killed_and_resumed_trains_exactly_its_steps(fit_env, tmp_
     assert record["train_flops"] == STEPS * record["train_flops_per_step"]
     rows = pd.read_csv(run / "metrics.csv")
     assert sorted(rows.loc[rows[TRAIN_LOSS].notna(), "step"].astype(int)) == list(range(STEPS))
-    # row by row what the same run logs uninterrupted: steps, epochs and values (in a
-    # process of its own, as a sweep runs it: in this one W&B would reuse the run above)
-    subprocess.run(
-        [sys.executable, "-m", "ablation", *steps_args(tmp_path / "whole", fit_env)],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-    )  # fmt: skip
+    # row by row what the same run logs uninterrupted: steps, epochs and values
+    fit(tmp_path / "whole")
     whole = pd.read_csv(run_folder(tmp_path / "whole") / "metrics.csv")
     columns = ["epoch", "step", TRAIN_LOSS, VAL_LOSS, VAL_SDR]
     pd.testing.assert_frame_equal(logged(rows, columns), logged(whole, columns))
+    wandb_columns = ["epoch", "trainer/global_step", TRAIN_LOSS, VAL_LOSS, VAL_SDR]
+    resumed_wandb = pd.DataFrame(run_history(run)).reindex(columns=wandb_columns)
+    whole_wandb = pd.DataFrame(run_history(run_folder(tmp_path / "whole")))
+    whole_wandb = whole_wandb.reindex(columns=wandb_columns)
+    assert resumed_wandb["trainer/global_step"].is_monotonic_increasing
+    assert len(resumed_wandb[VAL_SDR].dropna()) == STEPS // 4
+    pd.testing.assert_frame_equal(resumed_wandb, whole_wandb, check_dtype=False)
     # validations every 4 steps on the step clock, wherever the kill fell
     assert record["val_every_steps"] == 4 and record["validations"] == STEPS // 4
     for fraction, step in ((0.125, 3), (0.25, 6), (0.5, 12), (1, 24)):

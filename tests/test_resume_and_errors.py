@@ -291,8 +291,9 @@ def test_a_copied_run_folder_resumes_from_its_own_last_ckpt(fit_env, first_run, 
 # ---- item 2: W&B resumes into the same run with increasing steps ------------------------
 def test_wandb_resume_continues_one_run_at_increasing_steps(fit_env, tmp_path):
     """Two processes, as a kill and a resume are: the second W&B segment of the run
-    continues after the resumed step, rows at the training step, never backwards."""
-    from wandb_files import history
+    rewinds it to before its first row and replays metrics.csv up to the checkpoint,
+    so the synced run holds every step once, rows at the training step."""
+    from wandb_files import history, run_history
 
     # A W&B run of this test process leaves its service in WANDB_SERVICE: not theirs.
     environment = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
@@ -314,7 +315,7 @@ def test_wandb_resume_continues_one_run_at_increasing_steps(fit_env, tmp_path):
     run_id = json.loads((run / "wandb_run.json").read_text())["id"]
     assert len(segments) == 2 and all(s.name.endswith(run_id) for s in segments)
     rows = [history(next(s.glob("run-*.wandb"))) for s in segments]
-    steps = [[row["_step"] for row in segment] for segment in rows]
-    assert steps[0] == sorted(steps[0]) and steps[1] == sorted(steps[1]), steps
-    assert max(steps[0]) == 3 and min(steps[1]) == 4 and max(steps[1]) == 6, steps
-    assert all(row["trainer/global_step"] == row["_step"] for row in rows[0] + rows[1])
+    steps = [[row["trainer/global_step"] for row in segment] for segment in rows]
+    assert steps[0] == [0, 1, 2, 3] and steps[1] == [0, 1, 2, 3, 4, 5, 6], steps
+    assert [row["trainer/global_step"] for row in run_history(run)] == list(range(7))
+    assert all(row["_step"] == row["trainer/global_step"] + 1 for row in rows[0] + rows[1])

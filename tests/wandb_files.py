@@ -45,3 +45,17 @@ def history(path: Path) -> list[dict]:
             items = record.history.item
             rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
     return rows
+
+
+def run_history(run_dir: Path) -> list[dict]:
+    """A run's W&B history as W&B composes its offline segments when synced: each
+    resumed segment that rewinds (``resume_from``) keeps the rows up to its branch
+    point's ``_step`` and continues with its own rows."""
+    rows: list[dict] = []
+    for segment in sorted((Path(run_dir) / "wandb").glob("offline-run-*")):
+        path = next(segment.glob("run-*.wandb"))
+        runs = [r.run for r in records(path) if r.WhichOneof("record_type") == "run"]
+        if runs and runs[0].branch_point.run:
+            rows = [row for row in rows if row["_step"] <= runs[0].branch_point.value]
+        rows += history(path)
+    return rows
