@@ -20,7 +20,7 @@ from ablation.errors import AblationError
 from ablation.files import read_json
 from ablation.runs import SUMMARY
 
-COLUMNS = ["dimension", "lr", "cells", "runs", "mean best val/sdr", "chosen"]
+COLUMNS = ["dimension", "lr", "cells", "runs", "mean best val/sdr", "chosen", "at edge"]
 
 
 class TuningError(AblationError):
@@ -75,6 +75,10 @@ def tuning_table(folder: str | Path) -> pd.DataFrame:
     table["chosen"] = table["mean best val/sdr"] == best
     # one chosen rate per dimension: of tied rates, the smallest
     table["chosen"] &= ~table.duplicated(["dimension", "chosen"]) | ~table.chosen
+    # a chosen rate at the smallest or largest tried: the best may lie beyond the grid
+    rates = table.groupby("dimension")["lr"]
+    edge = (table.lr == rates.transform("min")) | (table.lr == rates.transform("max"))
+    table["at edge"] = table.chosen & edge
     return table[COLUMNS]
 
 
@@ -82,6 +86,13 @@ def tuned_rates(folder: str | Path) -> dict[str, float]:
     """``{dimension: chosen learning rate}`` from the tuning runs in ``folder``."""
     table = tuning_table(folder)
     return {row.dimension: float(row.lr) for row in table[table.chosen].itertuples()}
+
+
+def edge_rates(folder: str | Path) -> dict[str, float]:
+    """``{dimension: chosen rate}`` of the dimensions whose rate is the smallest or the
+    largest their tuning runs tried."""
+    table = tuning_table(folder)
+    return {row.dimension: float(row.lr) for row in table[table["at edge"]].itertuples()}
 
 
 def tuned_rate(folder: str | Path, dimension: str) -> float:

@@ -53,7 +53,7 @@ from ablation.runs import (
     run_name,
 )
 from ablation.slurm import write_task_record
-from ablation.tuning import tuned_rate
+from ablation.tuning import edge_rates, tuned_rate
 from ablation.wandb_mode import wandb_online
 from datamodules import MUSDBDataModule
 from datamodules.musdb import DEFAULT_TOY_ROOT
@@ -325,6 +325,11 @@ class AblationCLI(LightningCLI):
             config.model.init_args.lr = tuned_rate(tuning, dimension)
             source = f"tuned: {tuning}"
             detail = f"the {dimension} rate the tuning runs in {tuning} chose"
+            if dimension in edge_rates(tuning):
+                detail += (
+                    ", the edge of the rates they tried: the best may lie beyond it; "
+                    "widen model.lr's values in the tuning sweep"
+                )
         if self.subcommand == "fit" and rank_zero_only.rank == 0:
             print(f"learning rate {config.model.init_args.lr:g}: {detail}", flush=True)
         return source

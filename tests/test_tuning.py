@@ -45,6 +45,8 @@ def test_each_dimension_takes_the_rate_best_over_its_cells(tmp_path):
     assert table.loc[("1d", 1e-3), "mean best val/sdr"] == pytest.approx(3.4)
     assert table.loc[("1d", 3e-4), "mean best val/sdr"] == pytest.approx(3.0)
     assert table.loc[("1d", 1e-3), "cells"] == 2 and table.chosen.sum() == 2
+    # 1d chose the largest rate tried, 2d one inside the grid
+    assert table["at edge"].sum() == 1 and table.loc[("1d", 1e-3), "at edge"]
     with pytest.raises(TuningError, match="does not exist"):
         tuned_rates(tmp_path / "nowhere")
 
@@ -56,10 +58,13 @@ def test_the_main_grid_trains_at_its_familys_tuned_rate_and_records_it(fit_env, 
     run = tmp_path / "runs" / "adhoc" / "run"
     settings = json.loads((run / "summary.json").read_text())["fairness"]["settings"]
     assert settings["model.lr"] == 1e-3 and settings["lr_source"] == f"tuned: {folder}"
-    assert "learning rate 0.001: the 1d rate the tuning runs" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "learning rate 0.001: the 1d rate the tuning runs" in said
+    assert "the edge of the rates they tried" in said
     # the report puts the tuning table beside the results
     report = build_report([run], tmp_path / "out", "adhoc", wandb_log=False)
     assert "## Learning rates: the tuning stage" in report.read_text()
+    assert "chosen, at the grid's edge: widen it" in report.read_text()
     tuning = pd.read_csv(tmp_path / "out" / "tuning.csv")
     chosen = tuning[tuning.chosen]
     assert sorted(zip(chosen.dimension, chosen.lr, strict=True)) == [("1d", 1e-3), ("2d", 3e-4)]

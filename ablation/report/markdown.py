@@ -85,7 +85,10 @@ TUNING_NOTE = (
 def tuning_readable(tuning: pd.DataFrame) -> pd.DataFrame:
     """The tuning table for reading: the chosen rate of each dimension marked."""
     shown = tuning.copy()
-    shown["chosen"] = shown.chosen.map({True: "chosen", False: ""})
+    shown["chosen"] = [
+        ("chosen, at the grid's edge: widen it" if edge else "chosen") if chosen else ""
+        for chosen, edge in zip(shown.chosen, shown.pop("at edge"), strict=True)
+    ]
     shown["mean best val/sdr"] = shown["mean best val/sdr"].map(lambda v: f"{v:.2f}")
     return shown.set_index("dimension")
 
