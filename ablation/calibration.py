@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ablation.arguments import model_variants
 from ablation.errors import AblationError
 from ablation.files import write_json
-from ablation.runs import model_variants
 
 CALIBRATION_FILE = "calibration.json"
 # What the step time depends on besides the net: an entry fits only runs that agree.
@@ -46,7 +46,7 @@ def cell_key(dimension: str, depth: int, arguments: Mapping[str, object]) -> str
 
     Args:
         dimension, depth: the cell.
-        arguments: the run's naming arguments (:func:`ablation.runs.variant_arguments`).
+        arguments: the run's naming arguments (:func:`ablation.arguments.variant_arguments`).
     """
     costly = {k: v for k, v in arguments.items() if k.removeprefix("init_args.") not in COST_FREE}
     return "-".join([f"{dimension}-depth{depth}", *model_variants(costly)])

@@ -1,6 +1,7 @@
 """The ``ablation`` command: LightningCLI for fit/validate/test plus the suite's own
-subcommands. This is the only module of the suite that parses arguments
-(DESIGN.md, style rule 1); every subcommand calls a typed library function.
+subcommands, each parsed here and calling a typed library function (DESIGN.md, style
+rule 1); cells, variants and sweep parameters become configuration in
+:mod:`ablation.arguments`. The top of the house: no module of the suite imports it.
 
 A user error (bad data, argument or checkpoint) ends a command with one line on
 stderr and exit code 1; ``ABLATION_DEBUG=1`` shows its traceback instead."""
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +19,6 @@ from pathlib import Path
 from ablation.errors import AblationError
 
 DEBUG_ENV = "ABLATION_DEBUG"
-VARIANT_ARGUMENT = re.compile(r"^--(cell|model\.[\w.]+|data\.segment)=(.*)$")
 
 
 @contextmanager
@@ -78,49 +77,6 @@ def _root_cause(err: BaseException) -> str:
     while isinstance(err.__cause__, Exception):
         err = err.__cause__
     return " ".join(str(err).split())
-
-
-def expand_cell(argv: Sequence[str]) -> list[str]:
-    """Replace ``--cell=2d-depth4`` by ``--model=...SpecUNetModule --model.depth=4``.
-
-    A sweep grid names whole cells (dimension and depth together) because W&B grids
-    cannot make the depth values depend on the dimension. The model class must come
-    before any ``--model.*`` argument, so the expansion goes where the cell or the
-    first of those stood, whichever is earlier.
-    """
-    from ablation.runs import DIMENSION_MODULES, cell_filters, parse_cell
-
-    args, cell, position, filters = [], None, None, None
-    items = list(argv)
-    while items:
-        arg = items.pop(0)
-        if arg == "--cell" and items:
-            arg = f"--cell={items.pop(0)}"
-        if arg.startswith("--cell="):
-            cell = parse_cell(arg.split("=", 1)[1])
-            filters = cell_filters(arg.split("=", 1)[1])
-            position = len(args) if position is None else position
-            continue
-        if arg.startswith("--model.") and position is None:
-            position = len(args)
-        args.append(arg)
-    if cell is None:
-        return args
-    dimension, depth = cell
-    expansion = [f"--model={DIMENSION_MODULES[dimension]}", f"--model.depth={depth}"]
-    expansion += [f"--model.filters={filters}"] if filters is not None else []
-    args[position:position] = expansion
-    return args
-
-
-def model_arguments(argv: Sequence[str]) -> dict[str, str]:
-    """The arguments a run is named after, from a command line: a cell's filters, the
-    ``--model.X=V`` and the named data arguments (:data:`ablation.runs.NAMED_DATA`), as
-    ``{X: V}`` (what :func:`ablation.runs.model_variants` names a run after)."""
-    from ablation.runs import variant_arguments
-
-    given = {m[1]: m[2] for m in map(VARIANT_ARGUMENT.match, argv) if m}
-    return variant_arguments(given)
 
 
 def _toy_data(argv: Sequence[str]) -> None:

@@ -15,59 +15,16 @@ step times of its ``calibrated`` budget.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ablation.files import read_json  # noqa: F401 (re-exported for the CLI and the demo)
 
-DIMENSION_MODULES = {
-    "1d": "lightning_modules.WaveUNetModule",
-    "2d": "lightning_modules.SpecUNetModule",
-}
-# A grid cell: dimension and depth, and for parameter-matched grids the filters too.
-CELL = re.compile(r"^(?P<dimension>[12]d)-depth(?P<depth>\d+)(?:-filters(?P<filters>\d+))?$")
-# Data arguments that name a run's variant when a sweep varies them (a segment sweep).
-NAMED_DATA = ("segment",)
 SUMMARY = "summary.json"
 WANDB_RUN = "wandb_run.json"
 LAST = "last.ckpt"
 # The sweep YAML as the runner ran it, kept beside the sweep's runs (runs/<sweep>/).
 SWEEP_COPY = "sweep.yaml"
-
-
-def parse_cell(cell: str) -> tuple[str, int]:
-    """``"2d-depth4"`` -> ``("2d", 4)`` (a ``-filters<F>`` suffix allowed)."""
-    match = _match_cell(cell)
-    return match["dimension"], int(match["depth"])
-
-
-def cell_filters(cell: str) -> int | None:
-    """The filters a cell names (``"1d-depth3-filters73"`` -> 73), else None."""
-    filters = _match_cell(cell)["filters"]
-    return None if filters is None else int(filters)
-
-
-def _match_cell(cell: str) -> re.Match:
-    match = CELL.match(cell)
-    if not match:
-        raise ValueError(
-            f"cell {cell!r} is not a grid cell: expected '<1d|2d>-depth<N>', e.g. '1d-depth6' "
-            f"(or '1d-depth3-filters73' with the first level's filters)."
-        )
-    return match
-
-
-def variant_arguments(params: Mapping[str, object]) -> dict[str, object]:
-    """The arguments that name a run's variant, from dotted parameters (a sweep's, or a
-    command line's): a cell's filters, then ``model.*``, then :data:`NAMED_DATA`, each
-    without its prefix (what :func:`model_variants` turns into name parts)."""
-    filters = cell_filters(str(params["cell"])) if "cell" in params else None
-    named: dict[str, object] = {} if filters is None else {"filters": filters}
-    for key, value in params.items():
-        prefix, _, name = key.partition(".")
-        if prefix == "model" or (prefix == "data" and name in NAMED_DATA):
-            named[name] = value
-    return named
 
 
 def _slug(value: object) -> str:
@@ -78,21 +35,6 @@ def run_name(dimension: str, depth: int, seed: int, variants: Sequence[object] =
     """A name that says what the run is, e.g. ``2d-depth5-complex-seed0``."""
     parts = [f"{dimension}-depth{depth}", *(_slug(v) for v in variants), f"seed{seed}"]
     return "-".join(p for p in parts if p)
-
-
-def model_variants(arguments: Mapping[str, object]) -> list[str]:
-    """The model arguments that name a variant (not the depth), in the order given:
-    a word value stands alone (``complex``), a number keeps its name (``filters8``).
-
-    ``arguments`` maps the names given after ``--model.`` (``init_args.`` allowed)
-    to their values as written.
-    """
-    variants = []
-    for key, value in arguments.items():
-        key, value = key.removeprefix("init_args."), str(value)
-        if key not in ("depth", "class_path"):
-            variants.append(value if re.match(r"^[A-Za-z]", value) else f"{key}{value}")
-    return variants
 
 
 def is_done(run_dir: Path) -> bool:

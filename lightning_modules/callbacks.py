@@ -255,9 +255,7 @@ class ExampleLogger(Callback):
                 caption=captions,
                 sample_rate=[rate] * len(items),
             )
-            logger.log_image(
-                EXAMPLES_SPECTROGRAM, images, step=step, caption=captions
-            )
+            logger.log_image(EXAMPLES_SPECTROGRAM, images, step=step, caption=captions)
 
 
 def default_callbacks(

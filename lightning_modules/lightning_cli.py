@@ -1,7 +1,7 @@
 """LightningCLI of the suite: ``ablation fit|validate|test``.
 
 Both families are subclasses of :class:`SeparationModule` chosen with
-``--model=WaveUNetModule`` (or ``--cell=1d-depth6``, see :func:`ablation.cli.expand_cell`);
+``--model=WaveUNetModule`` (or ``--cell=1d-depth6``, see :func:`ablation.arguments.expand_cell`);
 the one :class:`MUSDBDataModule` feeds both, its sources, channels, sample rate and
 segment are linked into the model. Every run writes into its own folder
 ``<run.dir>/<run.sweep>/<run-name>/`` (see :mod:`ablation.runs`), logs to W&B
@@ -36,22 +36,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from ablation.arguments import DIMENSION_MODULES, expand_cell, model_arguments, model_variants
 from ablation.calibration import cell_key
 from ablation.checkpoint import checkpoint_step, read_checkpoint
-from ablation.cli import expand_cell, model_arguments
 from ablation.constants import MONITOR, MONITOR_MODE
 from ablation.files import TMP_SUFFIX
 from ablation.run_lock import lock_run
-from ablation.runs import (
-    DIMENSION_MODULES,
-    LAST,
-    WANDB_RUN,
-    is_done,
-    last_checkpoint,
-    model_variants,
-    read_json,
-    run_name,
-)
+from ablation.runs import LAST, WANDB_RUN, is_done, last_checkpoint, read_json, run_name
 from ablation.slurm import write_task_record
 from ablation.tuning import edge_rates, tuned_rate
 from ablation.wandb_mode import wandb_online

@@ -211,8 +211,8 @@ def test_a_table_measured_with_another_batch_is_refused_with_the_fix(tmp_path):
 
 
 def test_the_demo_ships_a_table_for_every_demo_cell():
+    from ablation.arguments import parse_cell, variant_arguments
     from ablation.calibration import cell_key, read_table
-    from ablation.runs import parse_cell, variant_arguments
     from ablation.sweep import offline_cells
 
     config, name, cells = offline_cells(REPO / "sweeps" / "demo.yaml")

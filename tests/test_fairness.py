@@ -12,9 +12,9 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
+from ablation.arguments import parse_cell
 from ablation.constants import SOURCES
 from ablation.nets import build
-from ablation.runs import parse_cell
 from ablation.separate import net_context
 from datamodules import MUSDBDataModule
 from datamodules.datasets import RandomSegments

@@ -10,10 +10,9 @@ import torch
 import yaml
 from torch import nn
 
-from ablation.cli import expand_cell, model_arguments
+from ablation.arguments import expand_cell, model_arguments, model_variants, parse_cell
 from ablation.nets import build
 from ablation.nets.blocks import take
-from ablation.runs import model_variants, parse_cell
 from ablation.separate import net_context
 from ablation.sweep import cell_run_dir, command, grid, load_sweep
 

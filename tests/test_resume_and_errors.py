@@ -17,7 +17,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from test_modules import SEGMENT, trainer
 
-from ablation.cli import expand_cell, main
+from ablation.arguments import expand_cell
+from ablation.cli import main
 from ablation.constants import MONITOR, MONITOR_MODE, TRAIN_LOSS
 from ablation.files import write_json
 from datamodules import MUSDBDataModule

@@ -13,7 +13,8 @@ import yaml
 from test_resume_and_errors import BASE, fit_env  # noqa: F401 (a fixture)
 from test_sweep import sweep_env, tiny_sweep  # noqa: F401 (a fixture)
 
-from ablation.cli import expand_cell, main
+from ablation.arguments import expand_cell
+from ablation.cli import main
 
 
 def args_without_root(tmp_path: Path, *extra: str) -> list[str]:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablation.cli import expand_cell, model_arguments
+from ablation.arguments import expand_cell, model_arguments, model_variants, parse_cell
 from ablation.constants import MONITOR
-from ablation.runs import is_done, model_variants, parse_cell, run_name
+from ablation.runs import is_done, run_name
 from ablation.sweep import SweepError, cell_run_dir, command, grid, load_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
