@@ -79,12 +79,10 @@ def _root_cause(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
-def _toy_data(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="ablation toy-data",
-        description="Write the seeded toy dataset (MUSDB18-HQ layout) that the demo and tests use.",
-    )
-    parser.add_argument("out", help="folder to create, e.g. data/toy")
+def _dataset_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    """The arguments every generated dataset takes: where, how many tracks, how long."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("out", help=f"folder to create, e.g. {example}")
     parser.add_argument("--train", type=int, default=10, help="tracks in train/ (default 10)")
     parser.add_argument("--test", type=int, default=4, help="tracks in test/ (default 4)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per track")
@@ -92,6 +90,15 @@ def _toy_data(argv: Sequence[str]) -> None:
         "--test-duration", type=float, help="seconds per test track (default: --duration)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _toy_data(argv: Sequence[str]) -> None:
+    parser = _dataset_parser(
+        "ablation toy-data",
+        "Write the seeded toy dataset (MUSDB18-HQ layout) that the demo and tests use.",
+        "data/toy",
+    )
     args = parser.parse_args(argv)
     from datamodules import make_toy_dataset
 
@@ -104,18 +111,12 @@ def _toy_data(argv: Sequence[str]) -> None:
 
 
 def _render_data(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="ablation render-data",
-        description="Write the seeded rendered dataset: composed songs, each stem rendered by "
+    parser = _dataset_parser(
+        "ablation render-data",
+        "Write the seeded rendered dataset: composed songs, each stem rendered by "
         "FluidSynth with the General MIDI SoundFont FluidR3_GM (MUSDB18-HQ layout; "
         "--stems adds the .stem.mp4 layout).",
-    )
-    parser.add_argument("out", help="folder to create (HQ layout), e.g. data/rendered")
-    parser.add_argument("--train", type=int, default=10, help="tracks in train/ (default 10)")
-    parser.add_argument("--test", type=int, default=4, help="tracks in test/ (default 4)")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per track")
-    parser.add_argument(
-        "--test-duration", type=float, help="seconds per test track (default: --duration)"
+        "data/rendered (HQ layout)",
     )
     parser.add_argument(
         "--scale",
@@ -126,7 +127,6 @@ def _render_data(argv: Sequence[str]) -> None:
         "MUSDB18's spread of durations (replaces --train, --test and the durations)",
     )
     parser.add_argument("--stems", metavar="DIR", help="also write the .stem.mp4 layout in DIR")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
     args = parser.parse_args(argv)
     from datamodules.rendered import make_rendered_dataset, plan

@@ -22,19 +22,14 @@ from pathlib import Path
 from ablation.arguments import command
 from ablation.sweep.cluster import PLACEHOLDER_SWEEP_ID, submit_slurm
 from ablation.sweep.config import (
-    SEED_PARAMETER,
     SweepError,
     cell_run_dir,
-    check_cells,
     check_count,
     check_gpus,
-    dry_run,
     grid,
     keep_sweep_copy,
     load_sweep,
     offline_cells,
-    offline_command,
-    offline_env,
     sweep_name,
     with_seeds,
 )
@@ -43,11 +38,10 @@ from ablation.sweep.online import create_sweep, run_online
 from ablation.wandb_mode import wandb_online
 
 __all__ = [
-    "PLACEHOLDER_SWEEP_ID", "SEED_PARAMETER", "Outcome", "SweepError", "cell_run_dir",
-    "check_cells", "check_count", "check_gpus", "command", "create_sweep", "dry_run", "grid",
-    "keep_sweep_copy", "load_sweep", "offline_cells", "offline_command", "offline_env",
-    "run_cell", "run_offline", "run_online", "run_sweep", "submit_slurm", "sweep_name",
-    "with_seeds",
+    "PLACEHOLDER_SWEEP_ID", "Outcome", "SweepError", "cell_run_dir", "check_count",
+    "check_gpus", "command", "create_sweep", "grid", "keep_sweep_copy", "load_sweep",
+    "offline_cells", "run_cell", "run_offline", "run_online", "run_sweep", "submit_slurm",
+    "sweep_name", "with_seeds",
 ]  # fmt: skip
 
 

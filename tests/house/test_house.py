@@ -8,7 +8,7 @@ import ast
 import json
 from pathlib import Path
 
-import pytest
+import test_resume_and_errors
 import torch
 from main_checkpoint import GOLDEN as MAIN_CHECKPOINT
 from main_checkpoint import fit_arguments, layout
@@ -16,6 +16,7 @@ from sweep_expansion import GOLDEN as MAIN_SWEEPS
 from sweep_expansion import expand_all
 
 REPO = Path(__file__).resolve().parents[2]
+fit_env = test_resume_and_errors.fit_env  # the toy CLI environment, shared
 PACKAGES = ("ablation", "lightning_modules", "datamodules")
 # the command's entry and what only it runs: the orchestration above the Lightning layer
 ENTRY = {"ablation.cli", "ablation.__main__", "ablation.demo"}
@@ -155,11 +156,3 @@ def test_a_run_folder_written_before_the_reshaping_loads_and_resumes(fit_env, tm
     main(fit_arguments(runs, fit_env, 4))
     assert f"resuming from {last}" in capsys.readouterr().out
     assert json.loads((run / "summary.json").read_text())["steps"] == 4
-
-
-@pytest.fixture
-def fit_env(toy_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("ABLATION_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("ABLATION_DEBUG", raising=False)
-    return toy_root
