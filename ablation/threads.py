@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -55,11 +56,13 @@ def limit_process_threads(threads: int) -> None:
 
 
 def _blas_limit(threads: int) -> Any:
-    return _controller().limit(limits=threads)
+    return _controller(len(sys.modules)).limit(limits=threads)
 
 
-@functools.cache
-def _controller() -> ThreadpoolController:
-    # Inspecting the loaded libraries takes milliseconds; a cached controller
-    # limits them in microseconds (numpy, scipy and torch are loaded by then).
+@functools.lru_cache(maxsize=1)
+def _controller(modules: int) -> ThreadpoolController:
+    # Inspecting the loaded libraries takes milliseconds; a cached controller limits
+    # them in microseconds. A BLAS or OpenMP pool arrives with an extension module
+    # (scipy.linalg, a second torch library ...), so a controller made before an import
+    # would miss its pool: it is made again whenever more modules are loaded.
     return ThreadpoolController()

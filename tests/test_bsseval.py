@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -418,3 +419,28 @@ def test_rejects_a_thread_count_below_one():
     references = toy_sources(2, 1.0, seed=7)
     with pytest.raises(AblationError, match="threads must be a positive whole number"):
         evaluate(references, references, threads=0)
+
+
+def test_a_pool_loaded_after_the_first_limit_is_limited_too(monkeypatch):
+    """The limiter's cached view of the loaded pools is renewed when modules arrive, so
+    a BLAS pool loaded after an earlier evaluation (a later import) is limited as well."""
+    from ablation import threads
+
+    made = []
+    monkeypatch.setattr(threads, "ThreadpoolController", lambda: made.append(1) or FakePools())
+    threads._controller.cache_clear()
+    with threads.limited_threads(1):
+        pass
+    with threads.limited_threads(1):
+        pass
+    assert len(made) == 1  # cached while nothing new is loaded
+    monkeypatch.setitem(sys.modules, "a_new_extension_with_its_blas", object())
+    with threads.limited_threads(1):
+        pass
+    assert len(made) == 2
+    threads._controller.cache_clear()
+
+
+class FakePools:
+    def limit(self, limits: int):
+        return contextlib.nullcontext()
