@@ -90,9 +90,10 @@ def compose(rng: np.random.Generator, seconds: float) -> Song:
     scale = np.array(MAJOR if mode == "major" else MINOR)
     bars = int(np.ceil(seconds * tempo / 60 / 4)) + 1  # one bar more: the last one rings
     sections = _sections(bars, intro=seconds >= 60)  # a short song starts singing at once
+    # drawn in the form's order: a set's order of strings changes with PYTHONHASHSEED
     progressions = {
         name: PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
-        for name in {s for s, _ in FORM}
+        for name in dict.fromkeys(s for s, _ in FORM)
     }
     chords = [progressions[name][i % 4] for name, _, i in sections]
     bass_program = _pick(rng, "bass")
