@@ -42,8 +42,12 @@ ffmpeg: ## Install ffmpeg (needed for .stem.mp4) through apt when root, else say
 chromium: ## Install headless Chromium (the report page's browser test) through apt when root
 	$(call apt_install,chromium,echo "chromium is missing: the report page's browser test skips; sudo apt-get install chromium runs it.")
 
-fluidsynth: ## Install FluidSynth (renders the demo's dataset) through apt when root, else say how
-	$(call apt_install,fluidsynth,echo "fluidsynth is missing: install it (sudo apt-get install fluidsynth$(,) or conda/brew install fluidsynth)$(,) then run make again."; exit 1)
+# The rendered dataset loads FluidSynth's library (datamodules/synth.py), which Debian's
+# fluidsynth brings; present when Python finds it as the suite does.
+FLUIDSYNTH_LIBRARY := $(PYTHON) -c 'import sys; import ctypes.util; sys.exit(ctypes.util.find_library("fluidsynth") is None)'
+
+fluidsynth: ## Install FluidSynth (its library renders the demo's dataset) through apt when root, else say how
+	$(call apt_install,fluidsynth,echo "libfluidsynth is missing: install it (sudo apt-get install fluidsynth$(,) or conda/brew install fluidsynth)$(,) then run make again."; exit 1,fluidsynth,$(FLUIDSYNTH_LIBRARY))
 
 soundfont: ## Install the General MIDI SoundFont FluidR3_GM (fluid-soundfont-gm) through apt when root
 	$(call apt_install,soundfont,echo "$(SOUNDFONT) is missing: sudo apt-get install fluid-soundfont-gm$(,) or set ABLATION_SOUNDFONT=/path/to/a/GM.sf2"; [ -n "$$ABLATION_SOUNDFONT" ],fluid-soundfont-gm,[ -f $(SOUNDFONT) ])

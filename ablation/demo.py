@@ -32,7 +32,7 @@ from datamodules.generated import (
     read_marker,
     remove_generated,
 )
-from datamodules.rendered import make_rendered_dataset, rendered_recipe
+from datamodules.rendered import RENDERER, make_rendered_dataset, rendered_recipe
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
 # 8 test tracks, so that a Wilcoxon test of two configurations can reach p < 0.05 (the
@@ -42,6 +42,8 @@ TOY = dict(n_train=8, n_test=8, duration=8.0, test_duration=3.0)
 # The demo's data: songs rendered from MIDI with sampled instruments (datamodules.rendered).
 # The folder names of the toy generator, whose datasets the demo used before.
 TOY_TRACK = re.compile(r"toy\d{3} - (train|test) song \d+")
+# What rendered.json holds of the demo's own dataset: TOY, rendered by this renderer.
+OWN = TOY | {"renderer": RENDERER}
 
 
 def sdr_by_target(eval_dir: Path) -> dict[str, float]:
@@ -121,11 +123,12 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _stale_toy(root: Path) -> bool:
-    """True for a rendered dataset written with other arguments than :data:`TOY`, or a toy
-    dataset (the demo's former data); False for the demo's own dataset and any other data."""
+    """True for a rendered dataset written with other arguments than :data:`TOY` or by
+    another version of the renderer, or a toy dataset (the demo's former data); False for
+    the demo's own dataset and any other data."""
     recipe = rendered_recipe(root)
     if recipe is not None:
-        return {k: recipe.get(k) for k in TOY} != TOY
+        return {k: recipe.get(k) for k in OWN} != OWN
     if read_marker(root) is not None:  # another generated dataset, e.g. the former toy data
         return True
     tracks = [p for subset in ("train", "test") for p in (root / subset).glob("*")]
@@ -146,13 +149,13 @@ def _prepare_toy(root: Path, sweep_runs: Path, out: Path) -> None:
     foreign = foreign_files(root)
     if foreign:
         raise GeneratedDataError(
-            f"{root} holds a dataset that is not the demo's {TOY}, and files the suite did "
+            f"{root} holds a dataset that is not the demo's {OWN}, and files the suite did "
             f"not record writing ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}), "
             f"so the demo removes nothing there: give --root a new folder (e.g. data/demo-toy), "
             f"or empty {root} yourself."
         )
     results = [p for p in _demo_results(sweep_runs, out) if p.exists()]
-    print(f"the dataset in {root} is not the demo's {TOY}: replacing it. Removing:")
+    print(f"the dataset in {root} is not the demo's {OWN}: replacing it. Removing:")
     print(f"  the {len((read_marker(root) or {}).get('files', []))} files its marker lists "
           f"({root / MARKER})")  # fmt: skip
     for path in results:

@@ -90,9 +90,10 @@ def compose(rng: np.random.Generator, seconds: float) -> Song:
     scale = np.array(MAJOR if mode == "major" else MINOR)
     bars = int(np.ceil(seconds * tempo / 60 / 4)) + 1  # one bar more: the last one rings
     sections = _sections(bars, intro=seconds >= 60)  # a short song starts singing at once
+    # drawn in the form's order: a set's order of strings changes with PYTHONHASHSEED
     progressions = {
         name: PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
-        for name in {s for s, _ in FORM}
+        for name in dict.fromkeys(s for s, _ in FORM)
     }
     chords = [progressions[name][i % 4] for name, _, i in sections]
     bass_program = _pick(rng, "bass")
@@ -240,16 +241,13 @@ def _melody(rng, sections, chords, key, scale, program) -> Part:
     return part
 
 
-def midi_bytes(part: Part, tempo_bpm: float, end_beats: float) -> bytes:
-    """A format-0 Standard MIDI File of ``part`` at ``tempo_bpm``, ending at ``end_beats``.
-
-    Every channel is centred (CC 10), at full expression and volume, with reverb and
-    chorus sends at 0, so the renderer's effects stay out and the mix pans and levels
-    the stems itself.
-    """
-    events: list[tuple[int, int, bytes]] = []  # (tick, order, data): note-offs first
-    tempo = round(60_000_000 / tempo_bpm)
-    events.append((0, 0, b"\xff\x51\x03" + tempo.to_bytes(3, "big")))
+def messages(part: Part, end_beats: float) -> list[tuple[int, bytes]]:
+    """The channel messages of ``part`` as ``(tick, message)`` in the order they are played:
+    at tick 0 every channel is centred (CC 10), at full expression and volume, with reverb
+    and chorus sends at 0 (the mix pans and levels the stems itself, without effects), and
+    gets its program; at any tick note-offs come before note-ons. Every note ends by
+    ``end_beats``."""
+    events: list[tuple[int, int, bytes]] = []  # (tick, order, message): note-offs first
     channels = sorted({n[2] for n in part.notes} | set(part.programs))
     for channel in channels:
         for cc, value in ((7, 100), (10, 64), (11, 127), (91, 0), (93, 0)):
@@ -260,15 +258,23 @@ def midi_bytes(part: Part, tempo_bpm: float, end_beats: float) -> bytes:
         events.append((tick, 2, bytes([0xB0 | channel, cc, value])))
     end = round(end_beats * TICKS_PER_BEAT)
     for tick, ticks, channel, key, velocity in part.notes:
-        if tick < end:  # every note ends by the end: FluidSynth renders until voices stop
+        if tick < end:  # a MIDI player (FluidSynth's) plays on while a note sounds
             events.append((tick, 3, bytes([0x90 | channel, key, velocity])))
             events.append((min(tick + ticks, end), 1, bytes([0x80 | channel, key, 0])))
-    events = sorted(events)
+    return [(tick, message) for tick, _, message in sorted(events)]
+
+
+def midi_bytes(part: Part, tempo_bpm: float, end_beats: float) -> bytes:
+    """A format-0 Standard MIDI File of ``part`` (:func:`messages`) at ``tempo_bpm``,
+    ending at ``end_beats``: the part as any MIDI player or sequencer reads it."""
+    tempo = round(60_000_000 / tempo_bpm)
+    events = [(0, b"\xff\x51\x03" + tempo.to_bytes(3, "big")), *messages(part, end_beats)]
     track, now = bytearray(), 0
-    for tick, _, data in events:
+    for tick, data in events:
         track += _varlen(tick - now) + data
         now = tick
-    track += _varlen(end - now) + b"\xff\x2f\x00"  # end of track: the render's length
+    end = round(end_beats * TICKS_PER_BEAT)
+    track += _varlen(end - now) + b"\xff\x2f\x00"  # end of track: the song's length
     header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, TICKS_PER_BEAT)
     return header + b"MTrk" + struct.pack(">I", len(track)) + bytes(track)
 

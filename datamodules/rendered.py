@@ -1,20 +1,21 @@
 """A seeded dataset of songs rendered from MIDI with sampled instruments (Slakh2100's idea).
 
 Each song is composed by :mod:`datamodules.compose` and each stem rendered on its own
-by FluidSynth with a General MIDI SoundFont (Debian's ``fluid-soundfont-gm``,
-FluidR3_GM, MIT licence): drums from a sampled kit, bass from a sampled bass,
-``other`` from sampled pianos, guitars, organ, strings and pads, ``vocals`` from
-the choir and voice patches. The stems are mixed with per-stem gains and pans, in
-stereo at 44.1 kHz, and written in the MUSDB18-HQ layout (wav folders) and, when
-asked, in the compressed MUSDB18 layout (``.stem.mp4``, five AAC streams: mixture,
-drums, bass, other, vocals).
+by FluidSynth's library (:mod:`datamodules.synth`) with a General MIDI SoundFont
+(Debian's ``fluid-soundfont-gm``, FluidR3_GM, MIT licence): drums from a sampled kit,
+bass from a sampled bass, ``other`` from sampled pianos, guitars, organ, strings and
+pads, ``vocals`` from the choir and voice patches. The stems are mixed with per-stem
+gains and pans, in stereo at 44.1 kHz, and written in the MUSDB18-HQ layout (wav
+folders) and, when asked, in the compressed MUSDB18 layout (``.stem.mp4``, five AAC
+streams: mixture, drums, bass, other, vocals).
 
-Rendering is deterministic: FluidSynth's reverb and chorus are off, its output is
-float (no dither), and every choice of a track comes from a generator seeded by the
-dataset seed, the subset and the track's index; so the same seed writes the same
-bytes, and any number of parallel jobs writes the same files. Track ``i`` of a
-dataset does not depend on how many tracks it has: a fraction of MUSDB18's shape
-(``scale``) is a prefix of the whole.
+Rendering is deterministic: FluidSynth plays each stem in this process on one thread,
+every MIDI message at its sample (no MIDI player, no clock), its reverb and chorus are
+off, its output is float (no dither), and every choice of a track comes from a
+generator seeded by the dataset seed, the subset and the track's index; so the same
+seed writes the same bytes, under any load, and any number of parallel jobs writes the
+same files. Track ``i`` of a dataset does not depend on how many tracks it has: a
+fraction of MUSDB18's shape (``scale``) is a prefix of the whole.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -34,8 +34,9 @@ from tqdm.auto import tqdm
 from ablation.constants import SAMPLE_RATE, SOURCES
 from ablation.errors import AblationError
 from ablation.files import write_text
-from datamodules.compose import compose, midi_bytes
+from datamodules.compose import compose
 from datamodules.generated import generated_dataset
+from datamodules.synth import RendererMissing, library, render_part
 
 SOUNDFONT_ENV = "ABLATION_SOUNDFONT"
 # Where Debian's fluid-soundfont-gm puts FluidR3_GM (and other systems' usual places).
@@ -48,6 +49,10 @@ SOUNDFONTS = (
 SUBSETS = ("train", "test")
 # Written beside train/ and test/: the arguments that made the dataset.
 RECIPE = "rendered.json"
+# How tracks are made, in the recipe and every track.json: data made by another version
+# is rendered again. 1: the fluidsynth program, songs that varied with PYTHONHASHSEED;
+# 2: FluidSynth's library in-process, every message at its sample (datamodules.synth).
+RENDERER = 2
 # Level of each stem relative to the others (dB, before a per-track draw of +-3 dB) and
 # the range of its pan (-1 left .. 1 right): drums, bass and vocals near the centre as
 # in most mixes, the harmony to one side.
@@ -58,10 +63,6 @@ PANS = {"drums": (-0.1, 0.1), "bass": (-0.05, 0.05), "other": (-0.6, 0.6), "voca
 MUSDB18_TRACKS = {"train": 100, "test": 50}
 MEDIAN_SECONDS, SPREAD, SHORTEST, LONGEST = 230.0, 0.3, 120.0, 600.0
 STEMS_BITRATE = "256k"  # MUSDB18's AAC streams are about 256 kb/s
-
-
-class RendererMissing(AblationError):
-    """FluidSynth or the General MIDI SoundFont is not installed."""
 
 
 def soundfont() -> Path:
@@ -78,41 +79,6 @@ def soundfont() -> Path:
     )
 
 
-def fluidsynth() -> str:
-    """The ``fluidsynth`` program; raises :class:`RendererMissing` when it is not on PATH."""
-    path = shutil.which("fluidsynth")
-    if path is None:
-        raise RendererMissing(
-            "fluidsynth is not on PATH: the rendered dataset needs it (make install installs "
-            "it as root; or sudo apt-get install fluidsynth, conda/brew install fluidsynth)."
-        )
-    return path
-
-
-def render_midi(midi: bytes, sample_rate: int, font: Path, program: str) -> np.ndarray:
-    """FluidSynth's fast render of one MIDI file: ``(time, 2)`` float32, effects off."""
-    with tempfile.TemporaryDirectory(prefix="render-") as tmp:
-        source, out = Path(tmp) / "part.mid", Path(tmp) / "part.wav"
-        source.write_bytes(midi)
-        command = [
-            program, "-q", "-n", "-i", "-R", "0", "-C", "0", "-g", "0.5",
-            "-r", str(sample_rate), "-T", "wav", "-O", "float", "-F", str(out),
-            "-o", "synth.cpu-cores=1", "-o", "synth.dynamic-sample-loading=1",
-            str(font), str(source),
-        ]  # fmt: skip
-        # a bound, never reached by a valid part: FluidSynth renders while any voice sounds
-        limit = 120 + len(midi) / 100
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
-        except subprocess.TimeoutExpired:
-            raise AblationError(f"fluidsynth did not finish within {limit:.0f} s") from None
-        if done.returncode != 0 or not out.is_file():
-            raise AblationError(f"fluidsynth failed ({done.returncode}): {done.stderr.strip()}")
-        audio, rate = sf.read(out, dtype="float32", always_2d=True)
-    assert rate == sample_rate, (rate, sample_rate)
-    return audio
-
-
 def render_track(
     seed: int,
     subset: str,
@@ -124,14 +90,12 @@ def render_track(
     at 0.9, and a description (title, tempo, key, instruments, gains and pans)."""
     rng = np.random.default_rng([seed, SUBSETS.index(subset), index])
     song = compose(rng, seconds)
-    font, program = soundfont(), fluidsynth()
+    font = soundfont()
     n = round(seconds * sample_rate)
-    end_beats = song.bars * 4.0
     stems, mix = {}, {}
-    for source in SOURCES:
-        audio = render_midi(midi_bytes(song.parts[source], song.tempo_bpm, end_beats),
-                            sample_rate, font, program)  # fmt: skip
-        audio = np.pad(audio[:n], ((0, max(0, n - len(audio))), (0, 0)))
+    for source in SOURCES:  # n samples: the song goes on a bar longer (compose), cut here
+        audio = render_part(song.parts[source], song.tempo_bpm, song.bars * 4.0, n,
+                            sample_rate, font)  # fmt: skip
         rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) + 1e-9
         level_db = LEVELS_DB[source] + rng.uniform(-3, 3)
         pan = rng.uniform(*PANS[source])
@@ -226,7 +190,8 @@ def write_stems_track(folder: Path, path: Path) -> None:
 
 
 def _finished(folder: Path, made: dict) -> bool:
-    """Whether ``folder`` holds the track that ``made`` (seed, rate, seconds) describes."""
+    """Whether ``folder`` holds the track that ``made`` (seed, rate, seconds, renderer)
+    describes."""
     try:
         info = json.loads((folder / "track.json").read_text())
     except (OSError, ValueError):
@@ -239,7 +204,7 @@ def _write_one(job: tuple) -> dict:
     name = track_name(subset, index)
     folder = out / subset / name
     path = None if stems_out is None else stems_out / subset / f"{name}.stem.mp4"
-    made = {"seed": seed, "sample_rate": sample_rate, "seconds": seconds}
+    made = {"seed": seed, "sample_rate": sample_rate, "seconds": seconds, "renderer": RENDERER}
     if not _finished(folder, made):  # a finished track is kept: an interrupted run resumes
         stems, info = render_track(seed, subset, index, seconds, sample_rate)
         partial = out / ".partial" / subset / name  # outside the subsets: never listed
@@ -291,13 +256,13 @@ def make_rendered_dataset(
     Returns:
         ``out`` as a Path.
     """
-    soundfont(), fluidsynth()  # one line now rather than a traceback from a worker
+    soundfont(), library()  # one line now rather than a traceback from a worker
     out = Path(out)
     stems_path = Path(stems_out) if stems_out is not None else None
     tracks = plan(n_train, n_test, duration, test_duration, scale, seed)
     recipe = dict(n_train=n_train, n_test=n_test, duration=duration)
     recipe |= dict(test_duration=duration if test_duration is None else test_duration)
-    recipe |= dict(sample_rate=sample_rate, seed=seed, scale=scale)
+    recipe |= dict(sample_rate=sample_rate, seed=seed, scale=scale, renderer=RENDERER)
     # marked as the suite's (datamodules.generated); an interrupted rendering resumes
     with generated_dataset(out, "rendered", recipe, resume=True):
         for subset in SUBSETS:

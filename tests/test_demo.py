@@ -8,7 +8,7 @@ import json
 import soundfile as sf
 from test_stems import write_dataset
 
-from ablation.demo import TOY, _data_args, _stale_toy, report_section
+from ablation.demo import OWN, TOY, _data_args, _stale_toy, report_section
 from ablation.report.significance import smallest_p
 from datamodules.toy import make_toy_dataset, toy_recipe
 
@@ -47,8 +47,11 @@ def test_a_toy_dataset_that_is_not_the_demos_is_stale(tmp_path):
     assert _stale_toy(other)
     # the demo's own recipe (a rendered dataset), and other data, are used as they are
     (tmp_path / "own").mkdir()
-    (tmp_path / "own" / "rendered.json").write_text(json.dumps(TOY))
+    (tmp_path / "own" / "rendered.json").write_text(json.dumps(OWN))
     assert not _stale_toy(tmp_path / "own")
+    # but not the same recipe rendered by the former renderer (no version in its recipe)
+    (tmp_path / "own" / "rendered.json").write_text(json.dumps(TOY))
+    assert _stale_toy(tmp_path / "own")
     assert not _stale_toy(write_dataset(tmp_path / "five", n_train=1, n_test=1, seconds=0.2))
 
 

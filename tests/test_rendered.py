@@ -3,8 +3,14 @@ the evaluation and musdb read, with stems as distinct as instruments are."""
 
 from __future__ import annotations
 
+import ctypes.util
 import hashlib
+import multiprocessing
+import os
 import shutil
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +22,7 @@ from ablation.constants import SOURCES
 from ablation.errors import AblationError
 from datamodules.generated import MARKER
 from datamodules.rendered import (
+    RENDERER,
     SOUNDFONT_ENV,
     SOUNDFONTS,
     RendererMissing,
@@ -25,11 +32,14 @@ from datamodules.rendered import (
     rendered_recipe,
     soundfont,
 )
+from datamodules.synth import library
 
 RATE = 44100
+REPO = Path(__file__).resolve().parents[1]
 needs_renderer = pytest.mark.skipif(
-    shutil.which("fluidsynth") is None or not any(Path(p).is_file() for p in SOUNDFONTS),
-    reason="fluidsynth or fluid-soundfont-gm not installed (make install installs them)",
+    ctypes.util.find_library("fluidsynth") is None
+    or not any(Path(p).is_file() for p in SOUNDFONTS),
+    reason="libfluidsynth or fluid-soundfont-gm not installed (make install installs them)",
 )
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not on PATH")
 
@@ -70,6 +80,63 @@ def test_same_seed_same_bytes_whatever_the_jobs_and_another_seed_differs(rendere
     name = "train/Rendered 000 - train song 0/mixture.wav"
     assert _digests(other)[name] != first[name]
     assert rendered_recipe(rendered["hq"])["seed"] == 0
+    assert rendered_recipe(rendered["hq"])["renderer"] == RENDERER
+
+
+def _digest(stems: dict[str, np.ndarray]) -> str:
+    return hashlib.sha256(b"".join(stems[s].tobytes() for s in SOURCES)).hexdigest()
+
+
+def _fresh_processes(count: int) -> ProcessPoolExecutor:
+    """Workers that start a new interpreter (nothing rendered, another PYTHONHASHSEED)."""
+    return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+
+
+@needs_renderer
+def test_a_track_renders_the_same_after_other_tracks_as_in_a_fresh_process():
+    # tracks cut mid-block and mid-note before it: nothing of them may reach the next track
+    for other in [(3, "test", 2, 2.3), (5, "train", 7, 1.01)]:
+        render_track(*other)
+    after_others = _digest(render_track(0, "train", 1, 3.0)[0])
+    with _fresh_processes(1) as fresh:
+        assert _digest(fresh.submit(render_track, 0, "train", 1, 3.0).result()[0]) == after_others
+
+
+def _busy() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+@needs_renderer
+@pytest.mark.timeout(60)
+def test_rendering_is_the_same_under_load():
+    track = (2, "test", 3, 3.0)
+    serial = _digest(render_track(*track)[0])
+    busy = [_busy(), _busy()]  # with two renders at once: four processes on two cores here
+    try:
+        with _fresh_processes(2) as pool:
+            renders = [pool.submit(render_track, *track) for _ in range(2)]
+            both = [_digest(render.result()[0]) for render in renders]
+        assert both == [serial, serial]
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
+def test_songs_do_not_depend_on_string_hashing():
+    # a set of section names once decided the order of the song's draws
+    code = (
+        "import hashlib, numpy as np; from datamodules.compose import compose, midi_bytes; "
+        "s = [compose(np.random.default_rng([0, 0, i]), 8.0) for i in range(8)]; "
+        "print(hashlib.sha256(b''.join(midi_bytes(p, x.tempo_bpm, x.bars * 4.0) "
+        "for x in s for p in x.parts.values())).hexdigest())"
+    )
+    songs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}, cwd=REPO).stdout
+        for seed in ("0", "1", "4")
+    }  # fmt: skip
+    assert len(songs) == 1, songs
 
 
 @needs_renderer
@@ -193,9 +260,28 @@ def test_a_missing_soundfont_or_fluidsynth_is_one_line(monkeypatch, tmp_path):
     assert "\n" not in str(err.value)
     (tmp_path / "gm.sf2").touch()
     monkeypatch.setenv(SOUNDFONT_ENV, str(tmp_path / "gm.sf2"))
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(RendererMissing, match="fluidsynth is not on PATH"):
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    library.cache_clear()  # found before in this process
+    with pytest.raises(RendererMissing, match="libfluidsynth is not installed.*make install"):
         make_rendered_dataset(tmp_path / "out", n_train=1, n_test=0, duration=1.0)
+    assert not (tmp_path / "out").exists()
+
+
+@needs_renderer
+def test_data_of_the_former_renderer_is_rendered_again(tmp_path):
+    import json
+
+    root = make_rendered_dataset(tmp_path / "r", n_train=1, n_test=0, duration=0.5, progress=False)
+    mixture = next((root / "train").iterdir()) / "mixture.wav"
+    ours = mixture.read_bytes()
+    # as the fluidsynth program wrote it: other audio, no renderer in recipe or track.json
+    sf.write(mixture, np.zeros((RATE // 2, 2)), RATE, subtype="PCM_16")
+    for path in [root / MARKER, root / "rendered.json", mixture.parent / "track.json"]:
+        written = json.loads(path.read_text())
+        (written.get("recipe") or written).pop("renderer")
+        path.write_text(json.dumps(written))
+    make_rendered_dataset(root, n_train=1, n_test=0, duration=0.5, progress=False)
+    assert mixture.read_bytes() == ours and rendered_recipe(root)["renderer"] == RENDERER
 
 
 @needs_renderer
