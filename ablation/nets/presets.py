@@ -128,6 +128,7 @@ def build(name_or_dict: str | dict[str, Any], **overrides: Any) -> nn.Module:
     cls = DIMENSIONS[dimension]
     arguments.update(overrides)
     valid = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    valid = [v for v in valid if v != "unet"] + list(getattr(cls, "extra_arguments", {}))
     unknown = sorted(set(arguments) - set(valid))
     if unknown:
         raise ValueError(

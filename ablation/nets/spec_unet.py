@@ -44,7 +44,8 @@ input; batch norm after every layer bounds the rest at any depth; the
 exponentials are clamped; an all-zero mixture gives finite output.
 """
 
-from typing import Literal
+import inspect
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,13 @@ from ablation.nets.blocks import (
 from ablation.nets.input_norm import InputNorm, bin_norm
 from ablation.nets.unet2d import Activation, UNet2d
 from ablation.spectral import ISTFT, MAX_LOG_MAGNITUDE, STFT, compress, decompress, num_frames
+
+# The U-Net core's own arguments and their defaults: SpecUNet passes them through.
+UNET_ARGUMENTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(UNet2d).parameters.items()
+    if name not in ("in_channels", "out_channels", "depth")
+}
 
 InputMode = Literal["magnitude", "complex"]
 SpecOutput = Literal["mask", "spectrogram"]
@@ -116,6 +124,7 @@ class SpecUNet(SeparationNet):
     """
 
     dimension = "2d"
+    extra_arguments = UNET_ARGUMENTS  # valid in presets and overrides beside the signature's
     # Masks are applied frames-major (see _masked_frames_major); False: bins-major.
     fast_layout = True
 
@@ -124,16 +133,8 @@ class SpecUNet(SeparationNet):
         # Sources and channels
         sources: int = 4,
         channels: int = 2,
-        # Main structure
+        # Main structure (the U-Net's own arguments come as **unet, see UNET_ARGUMENTS)
         depth: int = 6,
-        filters: int = 16,
-        kernel_size: int = 5,
-        leaky_slope: float = 0.2,
-        conv_activation: Activation = "leaky_relu",
-        deconv_activation: Activation = "relu",
-        batch_norm: bool = True,
-        dropout: float = 0.5,
-        dropout_levels: int = 3,
         separate_unets: bool = False,
         # Spectrogram
         n_fft: int = 4096,
@@ -145,10 +146,16 @@ class SpecUNet(SeparationNet):
         ratio_mask: bool = False,
         input_norm: InputNorm = "batchnorm",
         input_scale: InputScale = "log1p",
-        raw_bottleneck: bool = False,
+        **unet: Any,
     ) -> None:
         super().__init__()
-        self.config = {"dimension": "2d", **constructor_arguments(locals())}
+        unknown = sorted(set(unet) - set(UNET_ARGUMENTS))
+        if unknown:
+            raise TypeError(f"SpecUNet got unexpected argument(s) {unknown}.")
+        unet = {**UNET_ARGUMENTS, **unet}
+        arguments = constructor_arguments(locals())
+        del arguments["unet"], arguments["unknown"]
+        self.config = {"dimension": "2d", **arguments, **unet}
         _check_arguments(self.config)
         self.sources, self.channels, self.depth, self.bins = sources, channels, depth, bins
         self.complex_input = input_mode == "complex"
@@ -161,20 +168,7 @@ class SpecUNet(SeparationNet):
         self.input_norm = bin_norm(input_norm, channels * parts, bins)
         copies, per_unet = (sources, 1) if separate_unets else (1, sources)
         self.unets = nn.ModuleList(
-            UNet2d(
-                in_channels=channels * parts,
-                out_channels=per_unet * channels * parts,
-                depth=depth,
-                filters=filters,
-                kernel_size=kernel_size,
-                leaky_slope=leaky_slope,
-                conv_activation=conv_activation,
-                deconv_activation=deconv_activation,
-                batch_norm=batch_norm,
-                dropout=dropout,
-                dropout_levels=dropout_levels,
-                raw_bottleneck=raw_bottleneck,
-            )
+            UNet2d(channels * parts, per_unet * channels * parts, depth, **unet)
             for _ in range(copies)
         )
         init_convolutions(self, "he")
