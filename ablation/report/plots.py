@@ -10,7 +10,8 @@ from ablation.constants import VAL_LOSS
 from ablation.report.budgets import by_configuration, fraction_label
 from ablation.report.palette import configuration_colours, dimension_colour
 from ablation.report.runs import Run
-from ablation.report.tables import own_targets, target_rank
+from ablation.report.significance import per_track_mean
+from ablation.report.tables import target_rank
 
 # Every plot as wide as the page shows it (FIGURE_WIDTH x DPI = 1260 px): full width,
 # never scaled up; a taller figure where a plot needs room, never a wider one.
@@ -139,8 +140,7 @@ def _per_track(rows: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and track: SDR averaged over the run's own targets, then seeds."""
     if tracks.empty:
         return pd.DataFrame(columns=["dimension", "depth", "SDR"])
-    own = tracks.groupby("run").target.transform(lambda t: t.isin(own_targets(set(t))))
-    per_run = tracks[own].groupby(["run", "track"]).SDR.mean().reset_index()
+    per_run = per_track_mean(tracks)[["run", "track", "SDR"]]
     per_run = per_run.merge(rows[["run", "configuration", "dimension", "depth"]], on="run")
     return (
         per_run.groupby(["configuration", "dimension", "depth", "track"]).SDR.mean().reset_index()
