@@ -31,13 +31,15 @@ _PLOTS = {
     "sdr_vs_depth": "Mean test SDR over sources against depth, per dimension: line and bars "
     "are mean and std over seeds of the median over tracks; dots are single tracks.",
     "val_loss": "Validation loss against training steps and against training time (the "
-    "budget axis). Time of a step: linear interpolation over the run's counted training "
-    "seconds (summary.json), which excludes validation, checkpoints and logging.",
+    "budget axis); one colour per configuration, one line style per seed. Time of a step: "
+    "linear interpolation over the run's counted training seconds (summary.json), which "
+    "excludes validation, checkpoints and logging.",
     "sdr_vs_compute": "Mean test SDR against training compute: steps x the training FLOPs "
     "of one step (forward and backward on the real batch, measured with FlopCounterMode).",
     "sdr_vs_budget": "Mean test SDR of each configuration's budget-fraction checkpoints "
     "against the fraction of the budget they trained (mean over seeds).",
-    "sdr_boxplot": "Per-track test SDR per target, one box per configuration.",
+    "sdr_boxplot": "Per-track test SDR, one row per target (in the stems' order), one box "
+    "per configuration in its colour.",
 }
 # Wide tables scroll inside their own box (.scroll), plots take the full width but are
 # never scaled up (max-width), so nothing overflows a 1280 px window.
