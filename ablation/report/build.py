@@ -38,6 +38,7 @@ from ablation.report.significance import (
     wilcoxon_pairs,
 )
 from ablation.report.tables import runs_table, scores_table, targets
+from ablation.report.verdict import flags, headline
 from ablation.report.wandb_log import log_report
 from ablation.runs import SUMMARY
 from ablation.tuning import tuning_table
@@ -125,15 +126,18 @@ def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True)
         for r in run_list
         if r.evaluation is None
     ]
+    labels = [b.label for b in baselines]
+    verdict = headline(configurations, labels, tracks), flags(table, configurations, labels, scored)
+    print("\n".join([verdict[0], *verdict[1]]))
     report = write_report(
         out, name, table, configurations, pairs, plots, missing, fairness_section, over_seeds,
-        ranking, tuning, both,
+        ranking, tuning, both, verdict,
     )  # fmt: skip
     excerpts, note = _listen(run_list, out)
-    labels = [b.label for b in baselines]
     page = Page(name, table, configurations, labels, scored, scores, pairs, fairness, problems)
     page.plots, page.excerpts, page.listening_note, page.missing = plots, excerpts, note, missing
-    page.ranking, page.tuning = ranking, tuning
+    page.ranking, page.tuning, page.tracks = ranking, tuning, tracks
+    page.headline, page.flags = verdict
     print(f"report page: {write_page(out, page)}")
     if wandb_log:
         log_report(name, table, pairs, plots, report, excerpts, out)

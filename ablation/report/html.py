@@ -4,7 +4,6 @@ DataFrames as ``report.md`` and the CSVs. It links only files beside it (the PNG
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -16,11 +15,12 @@ from ablation.report.budgets import ranking_readable, ranking_statement
 from ablation.report.fairness import ALL_FAIR, fairness_readable
 from ablation.report.listening import REFERENCE, Excerpt
 from ablation.report.markdown import (
+    FLAGS_TITLE,
     TUNING_NOTE,
+    WINNER_NOTE,
     configurations_readable,
-    effect_sizes,
     readable,
-    significance_wide,
+    significance_table,
     too_few_tracks,
     tuning_readable,
 )
@@ -31,24 +31,30 @@ _PLOTS = {
     "sdr_vs_depth": "Mean test SDR over sources against depth, per dimension: line and bars "
     "are mean and std over seeds of the median over tracks; dots are single tracks.",
     "val_loss": "Validation loss against training steps and against training time (the "
-    "budget axis). Time of a step: linear interpolation over the run's counted training "
-    "seconds (summary.json), which excludes validation, checkpoints and logging.",
+    "budget axis); one colour per configuration, one line style per seed. Time of a step: "
+    "linear interpolation over the run's counted training seconds (summary.json), which "
+    "excludes validation, checkpoints and logging.",
     "sdr_vs_compute": "Mean test SDR against training compute: steps x the training FLOPs "
     "of one step (forward and backward on the real batch, measured with FlopCounterMode).",
     "sdr_vs_budget": "Mean test SDR of each configuration's budget-fraction checkpoints "
     "against the fraction of the budget they trained (mean over seeds).",
-    "sdr_boxplot": "Per-track test SDR per target, one box per configuration.",
+    "sdr_boxplot": "Per-track test SDR, one row per target (in the stems' order), one box "
+    "per configuration in its colour.",
 }
+# Wide tables scroll inside their own box (.scroll), plots take the full width but are
+# never scaled up (max-width), so nothing overflows a 1280 px window.
 _STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} nav a{margin-right:1em} table{border-collapse:collapse;margin:.6em 0}
 th,td{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left} thead th{background:#f4f4f4}
 tr.baseline td{color:#666;font-style:italic} td.best{font-weight:700;background:#e3f4e1}
-td.bad,li.bad{color:#b00020;font-weight:600} figure{display:inline-block;margin:.5em}
-figure img{max-width:680px} figcaption{max-width:680px;font-size:13px;color:#555}
+td.bad,li.bad,.bad{color:#b00020;font-weight:600} .scroll{overflow-x:auto;max-width:100%}
+.headline{font-size:18px;font-weight:600;margin:.6em 0} figure{margin:1em 0}
+figure img{display:block;max-width:100%;height:auto} figcaption{font-size:13px;color:#555}
 .listen td{vertical-align:top;text-align:center} .listen img{display:block;width:300px}
-.listen audio{width:300px} details{margin:.6em 0} .note{color:#555;font-size:14px}
+.listen audio{width:300px} .sdr{font-size:13px;color:#333} details{margin:.6em 0}
+.note{color:#555;font-size:14px}
 """
 
 
@@ -71,6 +77,9 @@ class Page:
     missing: list[str] = field(default_factory=list)
     ranking: pd.DataFrame | None = None
     tuning: pd.DataFrame | None = None
+    tracks: pd.DataFrame | None = None  # per-track SDR (significance.per_track_sdr)
+    headline: str = ""
+    flags: list[str] = field(default_factory=list)
 
 
 def write_page(out: Path, page: Page) -> Path:
@@ -94,7 +103,8 @@ def write_page(out: Path, page: Page) -> Path:
         path,
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>Report: {escape(page.name)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>Report: {escape(page.name)}</h1><p class=note>Test figures: museval v4 (SiSEC "
+        f"<h1>Report: {escape(page.name)}</h1><p class=headline>{escape(page.headline)}</p>"
+        f"{_flags(page.flags)}<p class=note>Test figures: museval v4 (SiSEC "
         f"2018), SDR in dB as the median over tracks of the median over 1 s frames.</p>"
         f"<nav>{nav}</nav>{body}</body></html>\n",
     )
@@ -120,11 +130,21 @@ def html_table(
         cls = (row_class or {}).get(index)
         rows.append(f"<tr{f' class={cls!r}' if cls else ''}>{''.join(cells)}</tr>")
     ident = f' id="{table_id}"' if table_id else ""
-    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<div class=scroll>{table}</div>"
+
+
+def _flags(flags: list[str]) -> str:
+    """The cells whose scores mean little, under the headline."""
+    if not flags:
+        return ""
+    items = "".join(f"<li class=bad>{escape(f)}</li>" for f in flags)
+    return f"<p class=bad>{escape(FLAGS_TITLE)}:</p><ul id=flags>{items}</ul>"
 
 
 def _headline(page: Page) -> str:
-    """One row per configuration, then the baselines; the best cell of each column marked."""
+    """One row per configuration, then the baselines; the best SDR of each column marked
+    (steps and parameters are what a cell cost, not what it achieved: unmarked)."""
     sdr = [f"test SDR {t}" for t in page.targets] + ["test SDR mean"]
     figures = [*sdr, "steps", "parameters"]
     conf = page.configurations
@@ -133,19 +153,17 @@ def _headline(page: Page) -> str:
     shown = shown.rename(columns={c: c.replace("test SDR ", "SDR ") for c in shown})
     cells = [c for c in conf.index if c not in page.baselines]
     marked = set()
-    for figure in figures:
+    for figure in sdr:
         values = conf.loc[cells, f"{figure} mean"].dropna() if cells else pd.Series(dtype=float)
         if len(values) > 1:
-            best = values.idxmin() if figure == "parameters" else values.idxmax()
-            marked.add((best, figure.replace("test SDR ", "SDR ")))
+            marked.add((values.idxmax(), figure.replace("test SDR ", "SDR ")))
     kinds = {b: "baseline" for b in page.baselines}
     details = html_table(readable(page.table.set_index("run").dropna(axis=1, how="all")))
     scores = html_table(readable(page.scores)) if not page.scores.empty else ""
     return (
         html_table(shown, marked, row_class=kinds, table_id="headline")
         + "<p class=note>SDR in dB, mean ± std over seeds; steps done in the time budget; "
-        "marked: the best configuration in each column (highest SDR and steps, fewest "
-        "parameters). Baselines in italics.</p>"
+        "marked: the best configuration in each SDR column. Baselines in italics.</p>"
         + f"<details><summary>Every run (MSE, wall time, memory, MACs)</summary>{details}"
         + "</details><details><summary>Every test figure (SDR, ISR, SIR, SAR, MSE)</summary>"
         + f"{scores}</details>"
@@ -168,9 +186,10 @@ def _tuning(tuning: pd.DataFrame | None) -> str:
 
 
 def _plots(plots: list[Path]) -> str:
+    """Each plot at full width, linked to its full-size image."""
     figures = [
-        f'<figure><img src="{escape(p.name)}" alt="{escape(p.stem)}">'
-        f"<figcaption>{escape(_PLOTS.get(p.stem, p.stem))}</figcaption></figure>"
+        f'<figure><a href="{escape(p.name)}"><img src="{escape(p.name)}" alt="{escape(p.stem)}">'
+        f"</a><figcaption>{escape(_PLOTS.get(p.stem, p.stem))}</figcaption></figure>"
         for p in sorted(plots, key=lambda p: list(_PLOTS).index(p.stem) if p.stem in _PLOTS else 9)
     ]
     return "".join(figures) or "<p>No figures: nothing was evaluated or logged.</p>"
@@ -184,21 +203,32 @@ def _listening(page: Page) -> str:
         "Each net separated it with real audio around it. One colour scale per track "
         "(80 dB below its loudest bin); log frequency, 40 Hz at the bottom.</p>"
     ]
+    sdr = _track_sdr(page.tracks)
     for excerpt in page.excerpts:
         head = "".join(f"<th>{escape(t)}</th>" for t in excerpt.targets)
         rows = [
             f"<tr><td>{escape(_row_label(label, excerpt))}</td>"
-            + "".join(_player(clips.get(t)) for t in excerpt.targets)
+            + "".join(
+                _player(clips.get(t), sdr.get((excerpt.runs.get(label), excerpt.track, t)))
+                for t in excerpt.targets
+            )
             + "</tr>"
             for label, clips in excerpt.rows.items()
         ]
         start = excerpt.start_seconds
         parts.append(
             f"<h3>{escape(excerpt.track)} <small>({start:.1f}–{start + excerpt.seconds:.1f} s)"
-            f"</small></h3><table class=listen><tr><td>mixture</td>{_player(excerpt.mixture)}"
-            f"</tr><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+            f"</small></h3><div class=scroll><table class=listen><tr><td>mixture</td>"
+            f"{_player(excerpt.mixture)}</tr><tr><th></th>{head}</tr>{''.join(rows)}</table></div>"
         )
     return "".join(parts)
+
+
+def _track_sdr(tracks: pd.DataFrame | None) -> dict[tuple, float]:
+    """SDR by (run, track, target): what each estimate scored on the whole track."""
+    if tracks is None or tracks.empty:
+        return {}
+    return tracks.set_index(["run", "track", "target"]).SDR.to_dict()
 
 
 def _row_label(label: str, excerpt: Excerpt) -> str:
@@ -208,12 +238,14 @@ def _row_label(label: str, excerpt: Excerpt) -> str:
     return f"{label} ({run})" if run else label
 
 
-def _player(clip) -> str:
+def _player(clip, sdr: float | None = None) -> str:
+    """A player and its spectrogram; ``sdr``: the estimate's SDR on the whole track."""
     if clip is None:
         return "<td>–</td>"
+    score = "" if sdr is None else f"<div class=sdr>SDR {sdr:.2f} dB (whole track)</div>"
     return (
         f'<td><audio controls preload="metadata" src="{escape(clip.audio)}"></audio>'
-        f'<img src="{escape(clip.image)}" alt="spectrogram" loading="eager"></td>'
+        f'<img src="{escape(clip.image)}" alt="spectrogram" loading="eager">{score}</td>'
     )
 
 
@@ -243,19 +275,12 @@ def _seeds_note(page: Page) -> str:
 
 
 def _significance(pairs: pd.DataFrame) -> str:
+    """One table: per pair and target the difference, its interval, p and the winner."""
     if pairs.empty:
         return "<p>Fewer than two evaluated configurations: nothing to compare.</p>"
-    effects = html_table(effect_sizes(pairs))
-    header = (
-        "<p class=note>Wilcoxon signed-rank test on per-track SDR (seeds averaged per "
-        "track), as SiSEC 2018 compared entries; p-values corrected over all pairs and "
-        "targets (Benjamini-Hochberg), p &lt; 0.05 marked. Effect size: the median per-track "
-        "difference with its 95 % bootstrap interval.</p>"
-    )
     few = too_few_tracks(pairs)
-    if few:
-        return header + f"<p class=bad>{escape(few)}</p>" + effects
-    values = significance_wide(pairs, "p BH")
-    p = values.map(lambda v: "–" if math.isnan(v) else f"{v:.4f}")
-    marked = {(i, c) for i in p.index for c in p.columns if values.loc[i, c] < 0.05}
-    return header + html_table(p, marked, table_id="significance") + effects
+    return (
+        f"<p class=note>{escape(WINNER_NOTE)}</p>"
+        + (f"<p class=bad>{escape(few)}</p>" if few else "")
+        + html_table(significance_table(pairs), table_id="significance")
+    )

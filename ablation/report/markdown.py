@@ -30,11 +30,17 @@ def write_report(
     ranking: pd.DataFrame | None = None,
     tuning: pd.DataFrame | None = None,
     both: pd.DataFrame | None = None,
+    verdict: tuple[str, list[str]] = ("", []),
 ) -> Path:
-    """Write ``report.md`` (tables, fairness, significance, plots) beside the CSVs."""
+    """Write ``report.md`` (tables, fairness, significance, plots) beside the CSVs;
+    ``verdict``: the headline sentence and the flags (:mod:`ablation.report.verdict`)."""
+    headline, flagged = verdict
     lines = [
         f"# Report: {name}",
         "",
+        f"**{headline}**",
+        "",
+        *([f"## {FLAGS_TITLE}", "", *(f"- {f}" for f in flagged), ""] if flagged else []),
         "Test figures: museval v4 (SiSEC 2018) on the test set, SDR in dB as the median "
         "over tracks of the median over 1 s frames; MSE over all test samples; "
         "val loss: the lowest logged; training FLOPs = steps x the measured FLOPs of a "
@@ -76,6 +82,7 @@ def write_report(
     return path
 
 
+FLAGS_TITLE = "Flagged: scores that mean little"
 TUNING_NOTE = (
     "Each dimension trains at the rate whose tuning runs reached the highest best val/sdr, "
     "averaged over the dimension's tuned cells (sweeps/tune_lr.yaml)."
@@ -147,56 +154,64 @@ def configurations_readable(
     return shown
 
 
-def significance_wide(pairs: pd.DataFrame, value: str = "p") -> pd.DataFrame:
-    """One row per pair of configurations (``a vs b (n=tracks)``), one column per target:
-    ``value`` (the p-value, or the ``median difference`` a - b in dB)."""
-    wide = pairs.pivot_table(index=["a", "b"], columns="target", values=value, sort=False)
-    tracks = pairs.groupby(["a", "b"], sort=False).tracks.max()
-    wide.index = [f"{a} vs {b} (n={tracks[a, b]})" for a, b in wide.index]
-    wide.index.name = f"pair: {value} over n paired tracks"
-    return wide[in_target_order(wide)]
+WINNER_NOTE = (
+    "Wilcoxon signed-rank test on per-track SDR (seeds averaged per track), as SiSEC 2018 "
+    "compared entries: the median per-track difference a - b in dB with its 95 % "
+    "bootstrap interval, p corrected over all pairs and targets (Benjamini-Hochberg), and "
+    "the winner where p < 0.05."
+)
+
+
+def significance_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair of configurations and target (targets in the stems' order): the
+    difference, its interval, the corrected p and the winner, formatted for reading (the
+    pairs' own order: configurations as the report lists them, then the stems' order)."""
+    few = too_few_tracks(pairs) is not None
+    shown = pd.DataFrame(
+        {
+            "target": pairs.target,
+            "a - b (dB)": [fmt(v, True) for v in pairs["median difference"]],
+            "95 % interval": [
+                f"[{fmt(lo, True)}, {fmt(hi, True)}]"
+                for lo, hi in zip(pairs["ci low"], pairs["ci high"], strict=True)
+            ],
+            "p (BH)": ["–" if math.isnan(p) else f"{p:.4f}" for p in pairs["p BH"]],
+            "winner": [_winner(row, few) for _, row in pairs.iterrows()],
+        }
+    )
+    shown.index = [
+        f"{a} vs {b} (n={n})" for a, b, n in zip(pairs.a, pairs.b, pairs.tracks, strict=True)
+    ]
+    shown.index.name = "pair (n paired tracks)"
+    return shown
+
+
+def _winner(row: pd.Series, too_few: bool) -> str:
+    if too_few:
+        return "none: too few tracks"
+    if math.isnan(row["p BH"]) or row["p BH"] >= 0.05:
+        return "none (p ≥ 0.05)"
+    return row.a if row["median difference"] > 0 else row.b
 
 
 def too_few_tracks(pairs: pd.DataFrame) -> str | None:
-    """What to say instead of p-values when no pair has enough tracks for p < 0.05."""
+    """What to say instead of a winner when no pair has enough tracks for p < 0.05."""
     if pairs.empty or (pairs["smallest p"] < 0.05).any():
         return None
     n = int(pairs.tracks.max())
     return (
         f"Too few tracks: with {n} paired tracks the smallest possible p-value is "
-        f"{smallest_p(n):.3g}, so no difference can be significant; p-values are not shown "
+        f"{smallest_p(n):.3g}, so no difference can be significant and no winner is named "
         f"(evaluate on at least {MIN_TRACKS} tracks)."
     )
-
-
-def effect_sizes(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Median per-track difference a - b in dB with its bootstrap interval, per target."""
-    shown = pairs.assign(
-        effect=[
-            f"{fmt(m, True)} [{fmt(lo, True)}, {fmt(hi, True)}]"
-            for m, lo, hi in zip(
-                pairs["median difference"], pairs["ci low"], pairs["ci high"], strict=True
-            )
-        ]
-    )
-    wide = shown.pivot_table(index=["a", "b"], columns="target", values="effect", aggfunc="first")
-    wide.index = [f"{a} vs {b}" for a, b in wide.index]
-    wide.index.name = "pair: median a - b in dB [95 % bootstrap interval]"
-    return wide[in_target_order(wide)]
 
 
 def _significance_markdown(pairs: pd.DataFrame) -> str:
     if pairs.empty:
         return "Fewer than two evaluated configurations: nothing to compare."
-    effects = markdown_table(effect_sizes(pairs))
     few = too_few_tracks(pairs)
-    if few:
-        return f"{few}\n\n{effects}"
-    corrected = markdown_table(significance_wide(pairs, "p BH"), digits=4)
-    return (
-        "p-values corrected over all pairs and targets (Benjamini-Hochberg):\n\n"
-        f"{corrected}\n\n{effects}"
-    )
+    table = markdown_table(significance_table(pairs))
+    return f"{WINNER_NOTE}\n\n" + (f"{few}\n\n" if few else "") + table
 
 
 def _both_markdown(both: pd.DataFrame | None, configurations: pd.DataFrame) -> str:

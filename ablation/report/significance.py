@@ -11,7 +11,7 @@ import pandas as pd
 
 from ablation.report.evaluations import Evaluation
 from ablation.report.runs import Run
-from ablation.report.tables import target_rank
+from ablation.report.tables import own_targets, target_rank
 
 
 def per_track_sdr(runs: list[Run], baselines: list[Evaluation]) -> pd.DataFrame:
@@ -28,6 +28,14 @@ def per_track_sdr(runs: list[Run], baselines: list[Evaluation]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["configuration", "run", "track", "target", "SDR"])
     return pd.concat(frames, ignore_index=True)[["configuration", "run", "track", "target", "SDR"]]
+
+
+def per_track_mean(tracks: pd.DataFrame) -> pd.DataFrame:
+    """:func:`per_track_sdr`'s table with one target, ``mean``: each run's SDR per track
+    averaged over its own targets (:func:`~ablation.report.tables.own_targets`)."""
+    own = tracks.groupby("run").target.transform(lambda t: t.isin(own_targets(set(t))))
+    means = tracks[own].groupby(["configuration", "run", "track"]).SDR.mean().reset_index()
+    return means.assign(target="mean")[["configuration", "run", "track", "target", "SDR"]]
 
 
 # Below this many paired tracks no two-sided Wilcoxon p can fall below 0.05 (2 / 2**n).

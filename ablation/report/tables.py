@@ -30,14 +30,18 @@ RUN_COLUMNS = (
 )
 
 
-def target_rank(target: str) -> int:
-    """Position of ``target`` in :data:`TARGET_ORDER` (unknown targets last)."""
-    return TARGET_ORDER.index(target) if target in TARGET_ORDER else len(TARGET_ORDER)
+def target_rank(target: str) -> tuple[int, str]:
+    """Sort key of the one stem order of every table, plot and player: the position of
+    ``target`` in :data:`TARGET_ORDER`, then others (any dataset's stems) by name, as the
+    data orders its stems (a position alone would leave guitar, piano and voice in
+    whatever order a set gave them)."""
+    rank = TARGET_ORDER.index(target) if target in TARGET_ORDER else len(TARGET_ORDER)
+    return rank, target
 
 
 def in_target_order(names) -> list[str]:
-    """``names`` in :data:`TARGET_ORDER`, then others (any dataset's stems) by name."""
-    return sorted(set(names), key=lambda t: (target_rank(t), t))
+    """``names`` in the order of :func:`target_rank`."""
+    return sorted(set(names), key=target_rank)
 
 
 def targets(runs: list[Run], baselines: list[Evaluation]) -> list[str]:

@@ -24,6 +24,11 @@ def test_report_writes_markdown_csv_and_plots(report):
         assert f"![{name}]({name}.png)" in path.read_text()
     text = path.read_text()
     assert "## Runs" in text and "1d-depth3-seed0" in text and "baseline mixture" in text
+    # the headline first, and one significance table with the winner of each target
+    assert text.split("\n")[2].startswith("**Best: 1d depth3, mean test SDR ")
+    assert (
+        "| pair (n paired tracks) | target | a - b (dB) | 95 % interval | p (BH) | winner |" in text
+    )
 
 
 def test_a_run_without_evaluation_is_listed_with_the_command_to_run(tmp_path):

@@ -39,7 +39,10 @@ addEventListener("load", function () {
       audio: audios.map(function (a) { return {src: a.getAttribute("src"),
         duration: a.duration, error: a.error && a.error.code}; }),
       images: [].slice.call(document.images).map(function (i) { return {
-        src: i.getAttribute("src"), loaded: i.complete && i.naturalWidth > 0}; }),
+        src: i.getAttribute("src"), loaded: i.complete && i.naturalWidth > 0,
+        natural: i.naturalWidth, shown: i.clientWidth}; }),
+      overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      width: document.documentElement.clientWidth,
       headline: document.querySelectorAll("#headline tbody tr").length };
     var pre = document.createElement("pre"); pre.id = "probe";
     pre.textContent = JSON.stringify(found); document.body.appendChild(pre);
@@ -87,6 +90,7 @@ def test_page_in_headless_chromium(page):
     probe = page.with_name("probe.html")
     probe.write_text(page.read_text().replace("<head>", f"<head>{PROBE}", 1))
     command = [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--mute-audio"]
+    command += ["--window-size=1280,2400", "--hide-scrollbars"]
     command += ["--virtual-time-budget=20000", "--dump-dom", probe.as_uri()]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
@@ -97,3 +101,31 @@ def test_page_in_headless_chromium(page):
     assert all(a["error"] is None and a["duration"] > 0 for a in result["audio"]), result["audio"]
     assert result["images"] and all(i["loaded"] for i in result["images"]), result["images"]
     assert result["headline"] == 2 + 1
+    # nothing overflows a 1280 px window; no image is scaled up beyond its pixels
+    assert result["width"] == 1280 and result["overflow"] == 0, result["overflow"]
+    small = [i for i in result["images"] if i["natural"] < i["shown"]]
+    assert not small, small
+
+
+def test_page_reads_at_a_glance(page):
+    """The headline sentence first, one significance table, each plot linked to its full
+    size, each player with its SDR, steps never marked as a merit."""
+    html = page.read_text()
+    headline = re.search(r"<p class=headline>(.*?)</p>", html).group(1)
+    assert headline.startswith("Best: 1d depth3, mean test SDR ")
+    assert "above the runner-up 1d depth2" in headline and "Wilcoxon p = " in headline
+    assert html.index("class=headline") < html.index('id="results"')
+    significance = html[html.index('<section id="significance">') :]
+    significance = significance[: significance.index("</section>")]
+    assert significance.count("<table") == 1
+    for column in ("a - b (dB)", "95 % interval", "p (BH)", "winner"):
+        assert f"<th>{column}</th>" in significance, column
+    for plot in ("val_loss", "sdr_boxplot", "sdr_vs_depth", "sdr_vs_compute"):
+        assert f'<a href="{plot}.png"><img src="{plot}.png"' in html, plot
+    scores = re.findall(r"<div class=sdr>SDR (-?[0-9.]+) dB", html)
+    assert len(scores) == 2 * 2  # two configurations, two targets
+    assert float(scores[0]) == pytest.approx(SDR["1d-depth2-seed0"][0, 0], abs=0.005)
+    table = re.search(r'<table id="headline">(.*?)</table>', html, re.S).group(1)
+    steps = re.findall(r"<th>(.*?)</th>", table).index("steps")
+    row = re.search(r"<tbody><tr>(.*?)</tr>", table).group(1)
+    assert 'class="best"' not in re.findall(r"<td[^>]*>", row)[steps]

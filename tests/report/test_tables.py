@@ -29,3 +29,24 @@ def test_runs_table_has_each_runs_figures(report):
             assert row[f"test MSE {target}"] == pytest.approx(0.01 * (i + 1))
         assert row["test SDR mean"] == pytest.approx(np.mean(np.median(SDR[name], axis=0)))
     assert table.loc["baseline mixture", "test SDR vocals"] == pytest.approx(-5.0)
+
+
+def test_stems_sort_in_one_order_whatever_order_they_come_in():
+    """Tables, plots, players and tests all sort stems with target_rank: MUSDB18's names,
+    then the others alphabetically (the README's order), never as a set happened to
+    give them."""
+    from ablation.report.significance import wilcoxon_pairs
+    from ablation.report.tables import in_target_order, target_rank
+
+    given = ["voice", "accompaniment", "piano", "vocals", "guitar"]
+    expected = ["vocals", "accompaniment", "guitar", "piano", "voice"]
+    assert sorted(given, key=target_rank) == expected
+    assert in_target_order(reversed(given)) == expected
+    rows = [
+        (c, c, f"t{k}", t, float(k + (c == "a")))
+        for t in ("voice", "piano", "guitar")
+        for c in "ab"
+        for k in range(3)
+    ]
+    tracks = pd.DataFrame(rows, columns=["configuration", "run", "track", "target", "SDR"])
+    assert list(wilcoxon_pairs(tracks, ["a", "b"]).target) == ["guitar", "piano", "voice"]
