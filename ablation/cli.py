@@ -207,6 +207,7 @@ def _sweep(argv: Sequence[str]) -> None:
         run_cell,
         run_sweep,
         submit_slurm,
+        sweep_file,
         with_seeds,
     )
 
@@ -216,7 +217,12 @@ def _sweep(argv: Sequence[str]) -> None:
         "else offline through W&B's own sweep engine. Finished runs are skipped, "
         "interrupted ones resume from last.ckpt.",
     )
-    parser.add_argument("sweep", nargs="?", default="sweeps/depth_dimension.yaml")
+    parser.add_argument(
+        "sweep",
+        nargs="?",
+        default="depth_dimension",
+        help="a sweep YAML, or the name of one in sweeps/ (default depth_dimension)",
+    )
     parser.add_argument("--gpus", type=_gpu_list, default=None, help="e.g. 0,1,2,3")
     parser.add_argument("--count", type=int, default=None, help="run at most N cells")
     parser.add_argument("--root", default=None, help="MUSDB18 root (default: $MUSDB_PATH or toy)")
@@ -254,6 +260,7 @@ def _sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--task-records", default="runs", help="where --agent-task notes its run")
     _add_slurm_arguments(parser)
     args = parser.parse_args(argv)
+    args.sweep = str(sweep_file(args.sweep))
     if args.only_index is not None and not args.offline:
         parser.error("--only-index runs one cell of the offline grid: add --offline")
     if args.dry_run and not args.slurm:
@@ -431,19 +438,27 @@ def _report(argv: Sequence[str]) -> None:
         prog="ablation report",
         description="Comparison table, plots and Wilcoxon tests for the runs of a sweep.",
     )
-    parser.add_argument("--sweep", default=None, help="sweep name: every run in runs/<sweep>/")
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        help="sweep name or YAML path: every run in runs/<sweep>/ (default depth_dimension "
+        "without --runs)",
+    )
     parser.add_argument("--runs", nargs="*", default=[], help="run or baseline-eval folders")
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--out", default=None, help="default: results/<name>/")
+    parser.add_argument(
+        "--out", default=None, help="default: results/<sweep>/, or results/runs-<a>+<b>/ for --runs"
+    )
     parser.add_argument("--no-wandb", action="store_true")
     args = parser.parse_args(argv)
-    from ablation.report import build_report
+    from ablation.report import build_report, report_name
 
+    if not args.sweep and not args.runs:
+        args.sweep = "depth_dimension"
+    name = report_name(args.sweep, args.runs)
     folders = [Path(r) for r in args.runs]
     if args.sweep:
-        sweep_dir = Path(args.runs_dir) / Path(args.sweep).stem
-        folders += sorted(p for p in sweep_dir.glob("*") if p.is_dir())
-    name = Path(args.sweep).stem if args.sweep else "runs"
+        folders += sorted(p for p in (Path(args.runs_dir) / name).glob("*") if p.is_dir())
     with one_line_errors():
         path = build_report(folders, Path(args.out or f"results/{name}"), name, not args.no_wandb)
     print(f"report written to {path}")

@@ -3,7 +3,9 @@ plot and ``report.md`` (the other modules of :mod:`ablation.report` do each step
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +47,23 @@ from ablation.tuning import tuning_table
 
 class ReportError(AblationError):
     """A problem with the runs given to the report, phrased for the user."""
+
+
+# Longer names of chosen runs are cut, and a digest of the whole set keeps them apart.
+NAME_CHARACTERS = 48
+
+
+def report_name(sweep: str | None, runs: Sequence[str | Path]) -> str:
+    """The report's name, and its folder ``results/<name>/``: the sweep's (given by name or
+    YAML path), else one made of the chosen runs' folder names (``runs-a+b``), so that a
+    report of chosen runs never lands in, and overwrites, a sweep's report."""
+    if sweep:
+        return Path(sweep).stem
+    name = "runs-" + "+".join(Path(r).resolve().name for r in runs)
+    if len(name) <= NAME_CHARACTERS:
+        return name
+    digest = hashlib.sha1("\n".join(sorted(str(Path(r).resolve()) for r in runs)).encode())
+    return f"{name[: NAME_CHARACTERS - 9]}-{digest.hexdigest()[:8]}"
 
 
 def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True) -> Path:
