@@ -319,17 +319,22 @@ def _sweep(argv: Sequence[str]) -> None:
 
 
 def _demo(argv: Sequence[str]) -> None:
-    from ablation.demo import run_demo
+    from ablation.demo import DEMO_ROOT, run_demo
 
     parser = argparse.ArgumentParser(
         prog="ablation demo",
         description="Rendered dataset, sweeps/demo.yaml offline, evaluation and comparison table.",
     )
     parser.add_argument(
-        "--root", default="data/rendered", help="rendered dataset (created if missing)"
+        "--root",
+        default=DEMO_ROOT,
+        help="rendered dataset (created if missing), or your own data: then runs/demo-<data>/ "
+        "and results/demo-<data>/",
     )
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--out", default="results/demo")
+    parser.add_argument(
+        "--out", default=None, help="table and report (default results/demo[-<data>]/)"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="evaluation processes")
     args = parser.parse_args(argv)
     with one_line_errors():
@@ -374,7 +379,12 @@ def _eval(argv: Sequence[str]) -> None:
         "over tracks; plus MSE per source. Resumable and parallel over tracks.",
     )
     parser.add_argument("--ckpt", default=None, help="checkpoint of `ablation fit`")
-    parser.add_argument("--root", default=None, help="MUSDB18 in either form (default $MUSDB_PATH)")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="MUSDB18 in either form (default: the data the checkpoint's run trained on, "
+        "else $MUSDB_PATH)",
+    )
     parser.add_argument("--subset", default="test", choices=("test", "train"))
     parser.add_argument("--out", default=None, help="default: beside the checkpoint")
     parser.add_argument("--baseline", default=None, choices=BASELINES)
@@ -402,12 +412,10 @@ def _eval(argv: Sequence[str]) -> None:
         "beside --ckpt), each beside its checkpoint, for the report's SDR against budget",
     )
     args = parser.parse_args(argv)
-    import os
-
-    from ablation.evaluation import evaluate_checkpoint
+    from ablation.evaluation import evaluate_checkpoint, score_table
     from ablation.runs import budget_checkpoints
 
-    root = args.root or os.environ.get("MUSDB_PATH")
+    root = _eval_root(args.root, args.ckpt)
     if root is None or (args.ckpt is None and args.baseline is None):
         parser.error("give --root (or set MUSDB_PATH) and --ckpt and/or --baseline")
     with one_line_errors():
@@ -423,7 +431,8 @@ def _eval(argv: Sequence[str]) -> None:
             not args.no_wandb,
             shifts=args.shifts,
         )
-        print(f"evaluation written to {out}")
+        print(f"evaluation written to {out}\n\nmedian over tracks (summary.md: means, MSE):")
+        print(score_table(out))
         for ckpt in budget_checkpoints(args.ckpt) if args.budgets and args.ckpt else ():
             # Never into the run's W&B summary: the keys are the full checkpoint's.
             done = evaluate_checkpoint(
@@ -431,6 +440,19 @@ def _eval(argv: Sequence[str]) -> None:
                 args.device, wandb_log=False, shifts=args.shifts,
             )  # fmt: skip
             print(f"evaluation written to {done}")
+
+
+def _eval_root(root: str | None, ckpt: str | None) -> str | None:
+    """``--root``, else the data the checkpoint's run trained on (said in one line), else
+    ``$MUSDB_PATH``."""
+    from ablation.runs import trained_root
+
+    trained = trained_root(ckpt) if ckpt and not root else None
+    if trained is not None:
+        print(f"ROOT (--root) not given: evaluating on {trained[0]}, the data {trained[1].name} "
+              f"trained on (its data.json or config.yaml)")  # fmt: skip
+        return trained[0]
+    return root or os.environ.get("MUSDB_PATH")
 
 
 def _report(argv: Sequence[str]) -> None:

@@ -54,7 +54,7 @@ def test_many_chosen_runs_get_a_short_folder_that_tells_sets_apart(tmp_path):
 
     many = [tmp_path / f"2d-depth{d}-seed0" for d in range(12)]
     name = report_name(None, many)
-    assert name.startswith("runs-2d-depth0-seed0+") and len(name) <= 48
+    assert name.startswith("runs-2d-depth0-seed0+2d-depth1-seed0+10more-") and len(name) <= 64
     assert report_name(None, many[:-1]) != name  # another set, another folder
 
 
@@ -91,3 +91,61 @@ def test_wandb_can_be_turned_off_from_make(target):
     off = {"eval": "--no-wandb", "report": "--no-wandb", "sweep": "--offline"}[target]
     assert off in make_line(target, "CKPT=x.ckpt", "WANDB=0")
     assert off not in make_line(target, "CKPT=x.ckpt")
+
+
+# ---- item 2: the demo on other data ------------------------------------------------------------
+@pytest.fixture
+def demo_steps(monkeypatch, tmp_path) -> dict:
+    """What ``make demo`` would train, evaluate and report: the sweep YAML it runs, the
+    sweep folder it evaluates and the report's folders, output folder and name."""
+    import ablation.demo
+    from ablation.sweep import load_sweep
+
+    seen: dict = {}
+
+    def trained(path, runs_dir, extra_args):
+        seen.update(sweep=load_sweep(path), extra_args=extra_args)
+        return ablation.sweep.Outcome()
+
+    def evaluated(sweep_dir, root, jobs):
+        seen["evaluated"] = sweep_dir
+        (sweep_dir / "1d-depth2-seed0").mkdir(parents=True, exist_ok=True)
+        (sweep_dir / "baseline-mixture").mkdir(exist_ok=True)
+        return [{"run": "1d-depth2-seed0", "sdr_mean": 1.0}]
+
+    def reported(folders, out, name, wandb_log=True):
+        seen.update(folders=folders, out=out, name=name)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text("## Significance\n\nx\n\n## The ranking at every budget\n")
+        return out / "report.md"
+
+    monkeypatch.setattr(ablation.sweep, "run_offline", trained)
+    monkeypatch.setattr(ablation.demo, "evaluate_runs", evaluated)
+    monkeypatch.setattr(ablation.report, "build_report", reported)
+    monkeypatch.chdir(tmp_path)
+    return seen
+
+
+def test_the_demo_on_other_data_trains_evaluates_and_reports_in_its_own_folders(
+    tmp_path, demo_steps
+):
+    from test_stems import write_dataset
+
+    mine = write_dataset(tmp_path / "data" / "mine", n_train=1, n_test=1, seconds=0.2)
+    main(["demo", "--root", str(mine)])
+    assert demo_steps["sweep"]["name"] == "demo-mine"
+    assert "--run.sweep=demo-mine" in demo_steps["sweep"]["command"]
+    assert f"--data.root={mine}" in demo_steps["extra_args"]
+    assert demo_steps["evaluated"] == Path("runs/demo-mine")
+    assert demo_steps["out"] == Path("results/demo-mine") and demo_steps["name"] == "demo-mine"
+    # one report per sweep: where `make report SWEEP=demo-mine` writes it, baselines included
+    assert Path("runs/demo-mine/baseline-mixture") in demo_steps["folders"]
+    assert (tmp_path / "results" / "demo-mine" / "table.csv").is_file()
+    assert not any((tmp_path / folder / "demo").exists() for folder in ("runs", "results"))
+
+
+def test_the_demo_on_its_own_data_keeps_its_names():
+    from ablation.demo import DEMO_ROOT, demo_name
+
+    assert demo_name(DEMO_ROOT) == "demo" and demo_name(Path(DEMO_ROOT).resolve()) == "demo"
+    assert demo_name("data/mine") == "demo-mine" and demo_name("/x/my data") == "demo-my-data"

@@ -49,8 +49,9 @@ class ReportError(AblationError):
     """A problem with the runs given to the report, phrased for the user."""
 
 
-# Longer names of chosen runs are cut, and a digest of the whole set keeps them apart.
-NAME_CHARACTERS = 48
+# Longer names of chosen runs keep the first runs' names whole, then say how many more,
+# and a digest of the whole set keeps two sets apart.
+NAME_CHARACTERS = 64
 
 
 def report_name(sweep: str | None, runs: Sequence[str | Path]) -> str:
@@ -59,11 +60,18 @@ def report_name(sweep: str | None, runs: Sequence[str | Path]) -> str:
     report of chosen runs never lands in, and overwrites, a sweep's report."""
     if sweep:
         return Path(sweep).stem
-    name = "runs-" + "+".join(Path(r).resolve().name for r in runs)
-    if len(name) <= NAME_CHARACTERS:
-        return name
+    names = [Path(r).resolve().name for r in runs]
+    if len("runs-" + "+".join(names)) <= NAME_CHARACTERS:
+        return "runs-" + "+".join(names)
     digest = hashlib.sha1("\n".join(sorted(str(Path(r).resolve()) for r in runs)).encode())
-    return f"{name[: NAME_CHARACTERS - 9]}-{digest.hexdigest()[:8]}"
+    tail = f"-{digest.hexdigest()[:8]}"
+    kept: list[str] = []
+    for name in names:
+        more = f"+{len(names) - len(kept) - 1}more" if len(kept) + 1 < len(names) else ""
+        if len("runs-" + "+".join([*kept, name]) + more + tail) > NAME_CHARACTERS:
+            break
+        kept.append(name)
+    return "runs-" + "+".join([*kept, f"{len(names) - len(kept)}more"]) + tail
 
 
 def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True) -> Path:
