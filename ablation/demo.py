@@ -24,9 +24,10 @@ import numpy as np
 import yaml
 
 from ablation.constants import ALL_STEMS, SOURCES
+from ablation.errors import AblationError
 from ablation.files import read_json, write_text
 from ablation.report.tables import own_targets
-from ablation.runs import SUMMARY, budget_checkpoints, last_checkpoint
+from ablation.runs import CONFIG, SUMMARY, budget_checkpoints, last_checkpoint
 from ablation.tracks import dataset_stems, list_tracks
 from datamodules.generated import (
     MARKER,
@@ -50,6 +51,10 @@ TOY = dict(n_train=8, n_test=8, duration=8.0, test_duration=3.0)
 TOY_TRACK = re.compile(r"toy\d{3} - (train|test) song \d+")
 
 
+class DemoError(AblationError):
+    """The demo cannot go on (no cell trained), phrased for the user."""
+
+
 def sdr_by_target(eval_dir: Path) -> dict[str, float]:
     """Median over tracks of the median SDR over frames, per target (``summary.json``)."""
     summary = json.loads((Path(eval_dir) / "summary.json").read_text())
@@ -64,10 +69,12 @@ def _mean(scores: dict[str, float], targets: list[str]) -> float:
     return float(np.mean([scores[t] for t in targets]))
 
 
-def evaluate_runs(sweep_dir: Path, root: Path, jobs: int | None) -> list[dict]:
-    """One table row per finished run of the sweep, with both baselines beside it; the
-    baselines are evaluated into the sweep's folder (``baseline-<name>/``), where the
-    report of the sweep finds them."""
+def evaluate_runs(
+    sweep_dir: Path, root: Path, jobs: int | None, runs: list[Path] | None = None
+) -> list[dict]:
+    """One table row per finished run of the sweep (of ``runs``, default all), with both
+    baselines beside it; the baselines are evaluated into the sweep's folder
+    (``baseline-<name>/``), where the report of the sweep finds them."""
     from ablation.evaluation import evaluate_checkpoint
 
     def evaluate(ckpt, folder, baseline=None, wandb_log=True) -> dict[str, float]:
@@ -86,7 +93,7 @@ def evaluate_runs(sweep_dir: Path, root: Path, jobs: int | None) -> list[dict]:
 
     floors = {b: evaluate(None, sweep_dir / f"baseline-{b}", b) for b in BASELINES}
     rows = []
-    for run_dir in sorted(p for p in sweep_dir.iterdir() if (p / SUMMARY).exists()):
+    for run_dir in (p for p in runs or _run_folders(sweep_dir) if (p / SUMMARY).exists()):
         summary = read_json(run_dir / SUMMARY)
         ckpt = summary.get("best_checkpoint") or last_checkpoint(run_dir)
         scores = evaluate(ckpt, None)  # beside the checkpoint, where `make report` looks
@@ -140,16 +147,17 @@ def _stale_toy(root: Path) -> bool:
     return bool(tracks) and all(TOY_TRACK.fullmatch(p.name) for p in tracks)
 
 
-def _prepare_toy(root: Path, sweep_runs: Path, out: Path) -> None:
-    """Write the demo's rendered dataset into ``root`` unless it is there already. A
-    generated dataset of other arguments (or the former toy data) is replaced only when its
-    marker proves the suite wrote every file
-    of ``root`` (:mod:`datamodules.generated`); the demo's results of it go too. Each
-    removal is printed; nothing else is ever removed."""
+def _prepare_toy(root: Path, sweep_runs: Path, out: Path, own: bool = True) -> None:
+    """Write the demo's rendered dataset into ``root`` unless it is there already. At the
+    demo's own root (``own``), a generated dataset of other arguments (or the former toy
+    data) is replaced, only when its marker proves the suite wrote every file of ``root``
+    (:mod:`datamodules.generated`); the demo's results of it go too. Each removal is
+    printed; nothing else is ever removed. Data at any other root is the user's, trained
+    on as it is (a toy dataset too)."""
     if not root.exists() or not any(root.iterdir()):
         make_rendered_dataset(root, **TOY)
         return
-    if not _stale_toy(root):
+    if not own or not _stale_toy(root):
         return
     foreign = foreign_files(root)
     if foreign:
@@ -176,10 +184,15 @@ def _demo_results(sweep_runs: Path, out: Path) -> list[Path]:
     ``config.yaml``) and its baselines' evaluations, and in ``out`` the table, the report's
     text, page and listening excerpts (the report's other files are all written again),
     and the baselines and report the demo wrote there before; nothing else."""
-    runs = [p for p in sorted(sweep_runs.glob("*")) if (p / "config.yaml").is_file()]
-    baselines = [sweep_runs / f"baseline-{b}" for b in BASELINES]
+    baselines = [sweep_runs / f"baseline-{b}" for b in BASELINES]  # as evaluate_runs writes
     written = ("table.csv", "report.md", "index.html", "listen", "baselines", "report")
-    return [*runs, *baselines, *(out / name for name in written)]
+    return [*_run_folders(sweep_runs), *baselines, *(out / name for name in written)]
+
+
+def _run_folders(sweep_dir: Path) -> list[Path]:
+    """The sweep's run folders: those with a ``config.yaml`` (an evaluation folder beside
+    them, such as a baseline's, has a ``summary.json`` too)."""
+    return [p for p in sorted(sweep_dir.glob("*")) if (p / CONFIG).is_file()]
 
 
 def _data_args(root: Path) -> list[str]:
@@ -216,7 +229,8 @@ def demo_sweep(name: str, runs_dir: str | Path) -> Path:
         return DEMO_SWEEP
     path = Path(runs_dir) / name / SWEEP_COPY
     path.parent.mkdir(parents=True, exist_ok=True)
-    command = [f"--run.sweep={name}" if c == "--run.sweep=demo" else c for c in config["command"]]
+    own = f"--run.sweep={config['name']}"
+    command = [f"--run.sweep={name}" if c == own else c for c in config["command"]]
     copy = {**config, "name": name, "command": command}
     write_text(path, yaml.safe_dump(copy, sort_keys=False))
     return path
@@ -238,15 +252,23 @@ def run_demo(
     root_path, name = Path(root), demo_name(root)
     out = out or f"results/{name}"
     sweep_dir = Path(runs_dir) / name
-    _prepare_toy(root_path, sweep_dir, Path(out))
+    _prepare_toy(root_path, sweep_dir, Path(out), own=name == "demo")
     sweep = demo_sweep(name, runs_dir)
     outcome = run_offline(sweep, runs_dir=runs_dir, extra_args=_data_args(root_path))
-    rows = evaluate_runs(sweep_dir, root_path, jobs)
+    # a failed cell, e.g. one refused as trained on other data, is neither scored nor shown
+    trained = sorted(sweep_dir / run for run in [*outcome.finished, *outcome.skipped])
+    if not trained:
+        raise DemoError(
+            f"no cell of {name} trained on {root} (failed: {', '.join(outcome.failed)}): "
+            f"expected at least one to evaluate; the lines above say why each failed. Fix "
+            f"that and run the demo again (cells that finished are kept)."
+        )
+    rows = evaluate_runs(sweep_dir, root_path, jobs, trained)
     write_table(rows, Path(out) / "table.csv")
     from ablation.report import build_report
 
-    folders = [p for p in sorted(sweep_dir.iterdir()) if p.is_dir()]
-    report = build_report(folders, Path(out), name, wandb_log=False)
+    baselines = [sweep_dir / f"baseline-{b}" for b in BASELINES]
+    report = build_report([*trained, *baselines], Path(out), name, wandb_log=False)
     print("\nSDR in dB (museval v4: median over 1 s frames, then over the rendered test tracks);")
     print("sdr_mean beats gain_sdr_mean only if a net separates, not just turns the volume down:\n")
     print(format_table(rows))

@@ -101,17 +101,16 @@ def demo_steps(monkeypatch, tmp_path) -> dict:
     import ablation.demo
     from ablation.sweep import load_sweep
 
-    seen: dict = {}
+    seen: dict = {"outcome": ablation.sweep.Outcome(finished=["1d-depth2-seed0"])}
 
     def trained(path, runs_dir, extra_args):
         seen.update(sweep=load_sweep(path), extra_args=extra_args)
-        return ablation.sweep.Outcome()
+        return seen["outcome"]
 
-    def evaluated(sweep_dir, root, jobs):
-        seen["evaluated"] = sweep_dir
-        (sweep_dir / "1d-depth2-seed0").mkdir(parents=True, exist_ok=True)
-        (sweep_dir / "baseline-mixture").mkdir(exist_ok=True)
-        return [{"run": "1d-depth2-seed0", "sdr_mean": 1.0}]
+    def evaluated(sweep_dir, root, jobs, runs):
+        seen.update(evaluated=sweep_dir, evaluated_runs=runs)
+        (sweep_dir / "baseline-mixture").mkdir(parents=True, exist_ok=True)
+        return [{"run": run.name, "sdr_mean": 1.0} for run in runs]
 
     def reported(folders, out, name, wandb_log=True):
         seen.update(folders=folders, out=out, name=name)
@@ -149,3 +148,60 @@ def test_the_demo_on_its_own_data_keeps_its_names():
 
     assert demo_name(DEMO_ROOT) == "demo" and demo_name(Path(DEMO_ROOT).resolve()) == "demo"
     assert demo_name("data/mine") == "demo-mine" and demo_name("/x/my data") == "demo-my-data"
+
+
+def test_the_demo_table_has_a_row_per_run_not_per_baseline_beside_them(tmp_path, monkeypatch):
+    """The baselines' evaluations sit in the sweep's folder, with a summary.json of their
+    own: they are the table's bounds, not runs."""
+    import json
+
+    import ablation.evaluation
+    from ablation.demo import evaluate_runs
+
+    def evaluated(ckpt, root, subset, out, baseline, jobs, wandb_log, progress):
+        folder = Path(out or Path(ckpt).with_name("eval"))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "evaluation.json").write_text("{}")
+        (folder / "summary.json").write_text(json.dumps({"vocals": {"SDR": 1.0}}))
+        return folder
+
+    monkeypatch.setattr(ablation.evaluation, "evaluate_checkpoint", evaluated)
+    run = tmp_path / "demo-mine" / "1d-depth2-seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("{}")
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    summary = {"dimension": "1d", "depth": 2, "params": 10, "steps": 5}
+    (run / "summary.json").write_text(json.dumps(summary))
+    rows = evaluate_runs(tmp_path / "demo-mine", tmp_path / "data", jobs=1)
+    assert [row["run"] for row in rows] == ["1d-depth2-seed0"]
+    assert (tmp_path / "demo-mine" / "baseline-gain" / "summary.json").is_file()
+
+
+def test_the_demo_trains_on_a_generated_dataset_given_as_root_as_it_is(tmp_path, demo_steps):
+    """The demo rewrites stale generated data only at its own root (data/rendered); a toy
+    dataset the user gives as ROOT is what they want trained on."""
+    from datamodules import make_toy_dataset
+
+    mine = make_toy_dataset(tmp_path / "mine", n_train=1, n_test=1, duration=0.5, progress=False)
+    before = sorted(p.relative_to(mine) for p in mine.rglob("*"))
+    main(["demo", "--root", str(mine)])
+    assert sorted(p.relative_to(mine) for p in mine.rglob("*")) == before
+    assert (mine / "toy.json").is_file() and not (mine / "rendered.json").exists()
+    assert f"--data.root={mine}" in demo_steps["extra_args"]
+
+
+def test_the_demo_scores_and_reports_no_cell_that_failed(tmp_path, demo_steps):
+    """A cell refused (e.g. trained on other data in the same folder) keeps its old
+    checkpoint: the demo must not score it on this data nor show it."""
+    from test_stems import write_dataset
+
+    mine = write_dataset(tmp_path / "mine", n_train=1, n_test=1, seconds=0.2)
+    outcome = demo_steps["outcome"]
+    outcome.failed.append("2d-depth2-seed0")
+    main(["demo", "--root", str(mine)])
+    assert demo_steps["evaluated_runs"] == [Path("runs/demo-mine/1d-depth2-seed0")]
+    assert Path("runs/demo-mine/2d-depth2-seed0") not in demo_steps["folders"]
+    outcome.finished.clear()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--root", str(mine)])
+    assert str(exit_info.value.code).startswith("error: no cell of demo-mine trained on")

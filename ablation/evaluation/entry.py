@@ -48,16 +48,15 @@ def skipped_tracks(plan: Plan, names: Sequence[str], pending: Sequence[str]) -> 
     done = len(names) - len(pending)
     if not done:
         return None
-    why = (
-        f"scored already in {plan.out} by this same evaluation (checkpoint, data, targets, "
-        f"backend and shifts match its {EVALUATION_MANIFEST})"
+    out = Path(plan.out)
+    shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
+    which = f"all {done}" if not pending else f"{done} of {len(names)}"
+    rest = f"scoring the other {len(pending)}" if pending else "delete it to score them again"
+    return (
+        f"skipped {which} {plan.subset} tracks of {shown}: scored already by this same "
+        f"evaluation (checkpoint, data, targets, backend, shifts: its {EVALUATION_MANIFEST}); "
+        f"{rest}"
     )
-    if not pending:
-        return (
-            f"all {len(names)} {plan.subset} tracks {why}: skipped, the tables rebuilt from "
-            f"their files. Delete {plan.out} (or pass another OUT) to score them again."
-        )
-    return f"{done} of {len(names)} {plan.subset} tracks {why}: skipped; scoring {len(pending)}."
 
 
 def evaluate_checkpoint(
