@@ -58,12 +58,15 @@ def test_many_chosen_runs_get_a_short_folder_that_tells_sets_apart(tmp_path):
     assert report_name(None, many[:-1]) != name  # another set, another folder
 
 
-@pytest.mark.parametrize("sweep", ["demo", "sweeps/demo.yaml"])
-def test_a_report_takes_the_sweep_by_name_or_path(tmp_path, reported, sweep):
-    (tmp_path / "demo" / "1d-depth2-seed0").mkdir(parents=True)
+@pytest.mark.parametrize(
+    "sweep, name",
+    [("demo", "demo"), ("sweeps/demo.yaml", "demo"), ("demo-my.data", "demo-my.data")],
+)
+def test_a_report_takes_the_sweep_by_name_or_path(tmp_path, reported, sweep, name):
+    (tmp_path / name / "1d-depth2-seed0").mkdir(parents=True)
     main(["report", "--sweep", sweep, f"--runs-dir={tmp_path}", "--no-wandb"])
-    assert reported["out"] == Path("results/demo")
-    assert reported["folders"] == [tmp_path / "demo" / "1d-depth2-seed0"]
+    assert reported["out"] == Path("results") / name
+    assert reported["folders"] == [tmp_path / name / "1d-depth2-seed0"]
 
 
 def test_make_sweep_takes_a_sweep_by_name(tmp_path, monkeypatch):

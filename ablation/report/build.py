@@ -58,8 +58,8 @@ def report_name(sweep: str | None, runs: Sequence[str | Path]) -> str:
     """The report's name, and its folder ``results/<name>/``: the sweep's (given by name or
     YAML path), else one made of the chosen runs' folder names (``runs-a+b``), so that a
     report of chosen runs never lands in, and overwrites, a sweep's report."""
-    if sweep:
-        return Path(sweep).stem
+    if sweep:  # a name may hold dots (demo-my.data): only a YAML's suffix goes
+        return Path(sweep).stem if Path(sweep).suffix in (".yaml", ".yml") else Path(sweep).name
     names = [Path(r).resolve().name for r in runs]
     if len("runs-" + "+".join(names)) <= NAME_CHARACTERS:
         return "runs-" + "+".join(names)
