@@ -70,23 +70,26 @@ lint: install ## ruff check and format check
 bench: install ## Side-by-side benchmarks printing ratios (BENCH="data bsseval train scale", QUICK=1, F90=clone, SCALE=0.25)
 	$(BIN)/ablation bench $(BENCH) $(if $(QUICK),--quick) $(if $(F90),--f90 $(F90)) $(if $(SCALE),--scale $(SCALE))
 
-SWEEP ?= sweeps/depth_dimension.yaml
+# SWEEP is a sweep's name or its YAML path, the same for every target (sweep, report);
+# unset, `make sweep` and `make report` take depth_dimension.
+# WANDB=0: no W&B at all (sweep: --offline; eval, report: --no-wandb).
+NO_WANDB = $(filter 0 off no false,$(WANDB))
 # SLURM=1: a job array instead (PARTITION, ACCOUNT, GPUS_PER_TASK, TIME, SLURM_ARGS="--mem=32G ...", DRY_RUN=1)
 SLURM_FLAGS = --slurm $(if $(PARTITION),--partition $(PARTITION)) $(if $(ACCOUNT),--account $(ACCOUNT)) \
 	$(if $(GPUS_PER_TASK),--gpus-per-task $(GPUS_PER_TASK)) $(if $(TIME),--time $(TIME)) $(SLURM_ARGS) $(if $(DRY_RUN),--dry-run)
-sweep: install ## Train a sweep's grid: SWEEP=sweeps/x.yaml GPUS=0,1 COUNT=n ROOT=/path/musdb SEEDS=3 TUNING=runs/tune_lr [SLURM=1 PARTITION=p TIME=04:00:00 DRY_RUN=1] (online with W&B credentials, else offline)
-	$(BIN)/ablation sweep $(SWEEP) $(if $(GPUS),--gpus $(GPUS)) $(if $(COUNT),--count $(COUNT)) $(if $(ROOT),--root '$(ROOT)') $(if $(SEEDS),--seeds $(SEEDS)) $(if $(TUNING),--fit-arg='--run.tuning=$(TUNING)') $(if $(SLURM),$(SLURM_FLAGS))
+sweep: install ## Train a sweep's grid: SWEEP=depth_dimension|sweeps/x.yaml GPUS=0,1 COUNT=n ROOT=/path/musdb SEEDS=3 TUNING=runs/tune_lr WANDB=0 [SLURM=1 PARTITION=p TIME=04:00:00 DRY_RUN=1] (online with W&B credentials, else offline)
+	$(BIN)/ablation sweep '$(or $(SWEEP),depth_dimension)' $(if $(GPUS),--gpus $(GPUS)) $(if $(COUNT),--count $(COUNT)) $(if $(ROOT),--root '$(ROOT)') $(if $(SEEDS),--seeds $(SEEDS)) $(if $(TUNING),--fit-arg='--run.tuning=$(TUNING)') $(if $(NO_WANDB),--offline) $(if $(SLURM),$(SLURM_FLAGS))
 
-demo: install ## The whole pipeline on a generated rendered dataset, CPU, offline (ROOT=/path/musdb for real data)
-	WANDB_MODE=offline $(BIN)/ablation demo $(if $(ROOT),--root '$(ROOT)')
+demo: install ## The whole pipeline on a generated rendered dataset, CPU, offline (ROOT=/path/musdb for real data: runs/demo-<data>/, results/demo-<data>/; OUT=dir)
+	WANDB_MODE=offline $(BIN)/ablation demo $(if $(ROOT),--root '$(ROOT)') $(if $(OUT),--out '$(OUT)')
 
 .PHONY: sweep demo
 
 SUBSET ?= test
-eval: install ## SiSEC evaluation: CKPT=path [ROOT=musdb] [SUBSET=test] [OUT=dir] [BASELINE=mixture|gain|oracle-irm] [JOBS=n] [METRICS=torch|museval] [SHIFTS=n] [BUDGETS=1]
-	$(BIN)/ablation eval $(if $(CKPT),--ckpt '$(CKPT)') $(if $(ROOT),--root '$(ROOT)') --subset $(SUBSET) $(if $(OUT),--out '$(OUT)') $(if $(BASELINE),--baseline $(BASELINE)) $(if $(JOBS),--jobs $(JOBS)) $(if $(METRICS),--metrics $(METRICS)) $(if $(SHIFTS),--shifts $(SHIFTS)) $(if $(BUDGETS),--budgets)
+eval: install ## SiSEC evaluation: CKPT=path [ROOT=musdb, default the run's data] [SUBSET=test] [OUT=dir] [BASELINE=mixture|gain|oracle-irm] [JOBS=n] [METRICS=torch|museval] [SHIFTS=n] [BUDGETS=1] [WANDB=0]
+	$(BIN)/ablation eval $(if $(CKPT),--ckpt '$(CKPT)') $(if $(ROOT),--root '$(ROOT)') --subset $(SUBSET) $(if $(OUT),--out '$(OUT)') $(if $(BASELINE),--baseline $(BASELINE)) $(if $(JOBS),--jobs $(JOBS)) $(if $(METRICS),--metrics $(METRICS)) $(if $(SHIFTS),--shifts $(SHIFTS)) $(if $(BUDGETS),--budgets) $(if $(NO_WANDB),--no-wandb)
 
-report: install ## Comparison table and plots: SWEEP=depth_dimension or RUNS="runs/a runs/b" -> results/<name>/
-	$(BIN)/ablation report $(if $(SWEEP),--sweep $(SWEEP)) $(if $(RUNS),--runs $(RUNS))
+report: install ## Comparison table and plots: SWEEP=depth_dimension|sweeps/x.yaml -> results/<sweep>/, or RUNS="runs/a runs/b" -> results/runs-a+b/ [OUT=dir] [WANDB=0]
+	$(BIN)/ablation report $(if $(SWEEP),--sweep '$(SWEEP)') $(if $(RUNS),--runs $(RUNS)) $(if $(OUT),--out '$(OUT)') $(if $(NO_WANDB),--no-wandb)
 
 .PHONY: eval report

@@ -207,6 +207,7 @@ def _sweep(argv: Sequence[str]) -> None:
         run_cell,
         run_sweep,
         submit_slurm,
+        sweep_file,
         with_seeds,
     )
 
@@ -216,7 +217,12 @@ def _sweep(argv: Sequence[str]) -> None:
         "else offline through W&B's own sweep engine. Finished runs are skipped, "
         "interrupted ones resume from last.ckpt.",
     )
-    parser.add_argument("sweep", nargs="?", default="sweeps/depth_dimension.yaml")
+    parser.add_argument(
+        "sweep",
+        nargs="?",
+        default="depth_dimension",
+        help="a sweep YAML, or the name of one in sweeps/ (default depth_dimension)",
+    )
     parser.add_argument("--gpus", type=_gpu_list, default=None, help="e.g. 0,1,2,3")
     parser.add_argument("--count", type=int, default=None, help="run at most N cells")
     parser.add_argument("--root", default=None, help="MUSDB18 root (default: $MUSDB_PATH or toy)")
@@ -254,6 +260,7 @@ def _sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--task-records", default="runs", help="where --agent-task notes its run")
     _add_slurm_arguments(parser)
     args = parser.parse_args(argv)
+    args.sweep = str(sweep_file(args.sweep))
     if args.only_index is not None and not args.offline:
         parser.error("--only-index runs one cell of the offline grid: add --offline")
     if args.dry_run and not args.slurm:
@@ -312,17 +319,22 @@ def _sweep(argv: Sequence[str]) -> None:
 
 
 def _demo(argv: Sequence[str]) -> None:
-    from ablation.demo import run_demo
+    from ablation.demo import DEMO_ROOT, run_demo
 
     parser = argparse.ArgumentParser(
         prog="ablation demo",
         description="Rendered dataset, sweeps/demo.yaml offline, evaluation and comparison table.",
     )
     parser.add_argument(
-        "--root", default="data/rendered", help="rendered dataset (created if missing)"
+        "--root",
+        default=DEMO_ROOT,
+        help="rendered dataset (created if missing), or your own data: then runs/demo-<data>/ "
+        "and results/demo-<data>/",
     )
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--out", default="results/demo")
+    parser.add_argument(
+        "--out", default=None, help="table and report (default results/demo[-<data>]/)"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="evaluation processes")
     args = parser.parse_args(argv)
     with one_line_errors():
@@ -367,7 +379,12 @@ def _eval(argv: Sequence[str]) -> None:
         "over tracks; plus MSE per source. Resumable and parallel over tracks.",
     )
     parser.add_argument("--ckpt", default=None, help="checkpoint of `ablation fit`")
-    parser.add_argument("--root", default=None, help="MUSDB18 in either form (default $MUSDB_PATH)")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="MUSDB18 in either form (default: the data the checkpoint's run trained on, "
+        "else $MUSDB_PATH)",
+    )
     parser.add_argument("--subset", default="test", choices=("test", "train"))
     parser.add_argument("--out", default=None, help="default: beside the checkpoint")
     parser.add_argument("--baseline", default=None, choices=BASELINES)
@@ -395,12 +412,10 @@ def _eval(argv: Sequence[str]) -> None:
         "beside --ckpt), each beside its checkpoint, for the report's SDR against budget",
     )
     args = parser.parse_args(argv)
-    import os
-
-    from ablation.evaluation import evaluate_checkpoint
+    from ablation.evaluation import evaluate_checkpoint, score_table
     from ablation.runs import budget_checkpoints
 
-    root = args.root or os.environ.get("MUSDB_PATH")
+    root = _eval_root(args.root, args.ckpt)
     if root is None or (args.ckpt is None and args.baseline is None):
         parser.error("give --root (or set MUSDB_PATH) and --ckpt and/or --baseline")
     with one_line_errors():
@@ -416,7 +431,8 @@ def _eval(argv: Sequence[str]) -> None:
             not args.no_wandb,
             shifts=args.shifts,
         )
-        print(f"evaluation written to {out}")
+        print(f"evaluation written to {out}\n\nmedian over tracks (summary.md: means, MSE):")
+        print(score_table(out))
         for ckpt in budget_checkpoints(args.ckpt) if args.budgets and args.ckpt else ():
             # Never into the run's W&B summary: the keys are the full checkpoint's.
             done = evaluate_checkpoint(
@@ -426,24 +442,45 @@ def _eval(argv: Sequence[str]) -> None:
             print(f"evaluation written to {done}")
 
 
+def _eval_root(root: str | None, ckpt: str | None) -> str | None:
+    """``--root``, else the data the checkpoint's run trained on (said in one line), else
+    ``$MUSDB_PATH``."""
+    from ablation.runs import trained_root
+
+    trained = trained_root(ckpt) if ckpt and not root else None
+    if trained is not None:
+        print(f"ROOT (--root) not given: evaluating on {trained[0]}, the data {trained[1].name} "
+              f"trained on (its data.json or config.yaml)")  # fmt: skip
+        return trained[0]
+    return root or os.environ.get("MUSDB_PATH")
+
+
 def _report(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="ablation report",
         description="Comparison table, plots and Wilcoxon tests for the runs of a sweep.",
     )
-    parser.add_argument("--sweep", default=None, help="sweep name: every run in runs/<sweep>/")
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        help="sweep name or YAML path: every run in runs/<sweep>/ (default depth_dimension "
+        "without --runs)",
+    )
     parser.add_argument("--runs", nargs="*", default=[], help="run or baseline-eval folders")
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--out", default=None, help="default: results/<name>/")
+    parser.add_argument(
+        "--out", default=None, help="default: results/<sweep>/, or results/runs-<a>+<b>/ for --runs"
+    )
     parser.add_argument("--no-wandb", action="store_true")
     args = parser.parse_args(argv)
-    from ablation.report import build_report
+    from ablation.report import build_report, report_name
 
+    if not args.sweep and not args.runs:
+        args.sweep = "depth_dimension"
+    name = report_name(args.sweep, args.runs)
     folders = [Path(r) for r in args.runs]
     if args.sweep:
-        sweep_dir = Path(args.runs_dir) / Path(args.sweep).stem
-        folders += sorted(p for p in sweep_dir.glob("*") if p.is_dir())
-    name = Path(args.sweep).stem if args.sweep else "runs"
+        folders += sorted(p for p in (Path(args.runs_dir) / name).glob("*") if p.is_dir())
     with one_line_errors():
         path = build_report(folders, Path(args.out or f"results/{name}"), name, not args.no_wandb)
     print(f"report written to {path}")

@@ -3,10 +3,12 @@
 Runs ``sweeps/demo.yaml`` through exactly the code path of ``make sweep`` (offline),
 evaluates every checkpoint on the rendered test tracks with the SiSEC evaluation of
 ``make eval``, and prints the comparison table, also written as
-``results/demo/table.csv``. Two baselines bound the table: the mixture as every
-estimate, and the best constant gain (the mixture scaled per source and track by
-``<s, x> / <x, x>``), which a net can learn without separating anything, since SDR is
-not scale-invariant.
+``results/demo/table.csv`` beside the report of ``make report SWEEP=demo``. Two
+baselines bound the table: the mixture as every estimate, and the best constant gain
+(the mixture scaled per source and track by ``<s, x> / <x, x>``), which a net can learn
+without separating anything, since SDR is not scale-invariant. Other data (``--root``)
+gets folders of its own, named after it (``runs/demo-<data>/``,
+``results/demo-<data>/``), so that it never meets the runs or results of other data.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ablation.constants import ALL_STEMS, SOURCES
-from ablation.files import read_json
+from ablation.errors import AblationError
+from ablation.files import read_json, write_text
 from ablation.report.tables import own_targets
-from ablation.runs import SUMMARY, budget_checkpoints, last_checkpoint
+from ablation.runs import CONFIG, SUMMARY, budget_checkpoints, last_checkpoint
 from ablation.tracks import dataset_stems, list_tracks
 from datamodules.generated import (
     MARKER,
@@ -35,6 +39,9 @@ from datamodules.generated import (
 from datamodules.rendered import RENDERER, make_rendered_dataset, rendered_recipe
 
 DEMO_SWEEP = Path(__file__).resolve().parents[1] / "sweeps" / "demo.yaml"
+# The demo's own data, written when missing; other data names the demo's folders.
+DEMO_ROOT = "data/rendered"
+BASELINES = ("mixture", "gain")
 # 8 test tracks, so that a Wilcoxon test of two configurations can reach p < 0.05 (the
 # smallest p of 8 paired tracks is 0.0078); 3 s each, so that the demo evaluates as
 # much audio as with its former 3 test tracks of 8 s.
@@ -44,6 +51,10 @@ TOY = dict(n_train=8, n_test=8, duration=8.0, test_duration=3.0)
 TOY_TRACK = re.compile(r"toy\d{3} - (train|test) song \d+")
 # What rendered.json holds of the demo's own dataset: TOY, rendered by this renderer.
 OWN = TOY | {"renderer": RENDERER}
+
+
+class DemoError(AblationError):
+    """The demo cannot go on (no cell trained), phrased for the user."""
 
 
 def sdr_by_target(eval_dir: Path) -> dict[str, float]:
@@ -60,8 +71,12 @@ def _mean(scores: dict[str, float], targets: list[str]) -> float:
     return float(np.mean([scores[t] for t in targets]))
 
 
-def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> list[dict]:
-    """One table row per finished run of the sweep, with both baselines beside it."""
+def evaluate_runs(
+    sweep_dir: Path, root: Path, jobs: int | None, runs: list[Path] | None = None
+) -> list[dict]:
+    """One table row per finished run of the sweep (of ``runs``, default all), with both
+    baselines beside it; the baselines are evaluated into the sweep's folder
+    (``baseline-<name>/``), where the report of the sweep finds them."""
     from ablation.evaluation import evaluate_checkpoint
 
     def evaluate(ckpt, folder, baseline=None, wandb_log=True) -> dict[str, float]:
@@ -78,9 +93,9 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
             )
         )
 
-    floors = {b: evaluate(None, out / "baselines" / b, b) for b in ("mixture", "gain")}
+    floors = {b: evaluate(None, sweep_dir / f"baseline-{b}", b) for b in BASELINES}
     rows = []
-    for run_dir in sorted(p for p in sweep_dir.iterdir() if (p / SUMMARY).exists()):
+    for run_dir in (p for p in runs or _run_folders(sweep_dir) if (p / SUMMARY).exists()):
         summary = read_json(run_dir / SUMMARY)
         ckpt = summary.get("best_checkpoint") or last_checkpoint(run_dir)
         scores = evaluate(ckpt, None)  # beside the checkpoint, where `make report` looks
@@ -135,16 +150,17 @@ def _stale_toy(root: Path) -> bool:
     return bool(tracks) and all(TOY_TRACK.fullmatch(p.name) for p in tracks)
 
 
-def _prepare_toy(root: Path, sweep_runs: Path, out: Path) -> None:
-    """Write the demo's rendered dataset into ``root`` unless it is there already. A
-    generated dataset of other arguments (or the former toy data) is replaced only when its
-    marker proves the suite wrote every file
-    of ``root`` (:mod:`datamodules.generated`); the demo's results of it go too. Each
-    removal is printed; nothing else is ever removed."""
+def _prepare_toy(root: Path, sweep_runs: Path, out: Path, own: bool = True) -> None:
+    """Write the demo's rendered dataset into ``root`` unless it is there already. At the
+    demo's own root (``own``), a generated dataset of other arguments (or the former toy
+    data) is replaced, only when its marker proves the suite wrote every file of ``root``
+    (:mod:`datamodules.generated`); the demo's results of it go too. Each removal is
+    printed; nothing else is ever removed. Data at any other root is the user's, trained
+    on as it is (a toy dataset too)."""
     if not root.exists() or not any(root.iterdir()):
         make_rendered_dataset(root, **TOY)
         return
-    if not _stale_toy(root):
+    if not own or not _stale_toy(root):
         return
     foreign = foreign_files(root)
     if foreign:
@@ -167,10 +183,19 @@ def _prepare_toy(root: Path, sweep_runs: Path, out: Path) -> None:
 
 
 def _demo_results(sweep_runs: Path, out: Path) -> list[Path]:
-    """What the demo writes: its sweep's run folders (those with a ``config.yaml``) and the
-    table, baselines and report in ``out``; nothing else in those folders."""
-    runs = [p for p in sorted(sweep_runs.glob("*")) if (p / "config.yaml").is_file()]
-    return [*runs, out / "table.csv", out / "baselines", out / "report"]
+    """What the demo writes of the data: its sweep's run folders (those with a
+    ``config.yaml``) and its baselines' evaluations, and in ``out`` the table, the report's
+    text, page and listening excerpts (the report's other files are all written again),
+    and the baselines and report the demo wrote there before; nothing else."""
+    baselines = [sweep_runs / f"baseline-{b}" for b in BASELINES]  # as evaluate_runs writes
+    written = ("table.csv", "report.md", "index.html", "listen", "baselines", "report")
+    return [*_run_folders(sweep_runs), *baselines, *(out / name for name in written)]
+
+
+def _run_folders(sweep_dir: Path) -> list[Path]:
+    """The sweep's run folders: those with a ``config.yaml`` (an evaluation folder beside
+    them, such as a baseline's, has a ``summary.json`` too)."""
+    return [p for p in sorted(sweep_dir.glob("*")) if (p / CONFIG).is_file()]
 
 
 def _data_args(root: Path) -> list[str]:
@@ -187,31 +212,66 @@ def report_section(markdown: str, heading: str) -> str:
     return markdown[start : min([e for e in ends if e > 0] or [len(markdown)])].strip()
 
 
+def demo_name(root: str | Path) -> str:
+    """The name of the demo's sweep, runs and results on ``root``: ``demo`` on its own data,
+    else ``demo-<data folder>``, so that other data never meets their runs or results."""
+    if Path(root).resolve() == Path(DEMO_ROOT).resolve():
+        return "demo"
+    return "demo-" + (re.sub(r"[^A-Za-z0-9._-]+", "-", Path(root).resolve().name) or "data")
+
+
+def demo_sweep(name: str, runs_dir: str | Path) -> Path:
+    """The demo's sweep YAML under ``name``: ``sweeps/demo.yaml`` itself for ``demo``, else
+    a copy named ``name`` beside its runs (``runs/<name>/sweep.yaml``, which the runner keeps
+    there anyway)."""
+    from ablation.runs import SWEEP_COPY
+    from ablation.sweep import load_sweep
+
+    config = load_sweep(DEMO_SWEEP)
+    if config["name"] == name:
+        return DEMO_SWEEP
+    path = Path(runs_dir) / name / SWEEP_COPY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    own = f"--run.sweep={config['name']}"
+    command = [f"--run.sweep={name}" if c == own else c for c in config["command"]]
+    copy = {**config, "name": name, "command": command}
+    write_text(path, yaml.safe_dump(copy, sort_keys=False))
+    return path
+
+
 def run_demo(
-    root: str = "data/rendered",
+    root: str = DEMO_ROOT,
     runs_dir: str = "runs",
-    out: str = "results/demo",
+    out: str | None = None,
     jobs: int | None = None,
 ) -> list[dict]:
-    """Rendered data (generated once), the demo sweep, evaluation, table. Returns the rows."""
-    from ablation.sweep import load_sweep, run_offline, sweep_name
+    """Rendered data (generated once), the demo sweep, evaluation, table and report, in
+    ``runs/<name>/`` and ``out`` (default ``results/<name>/``, where ``make report
+    SWEEP=<name>`` writes the same report), ``<name>`` from :func:`demo_name`. Returns the
+    rows of the table."""
+    from ablation.sweep import run_offline
 
     start = time.time()
-    root_path = Path(root)
-    name = sweep_name(DEMO_SWEEP, load_sweep(DEMO_SWEEP))
-    _prepare_toy(root_path, Path(runs_dir) / name, Path(out))
-    outcome = run_offline(DEMO_SWEEP, runs_dir=runs_dir, extra_args=_data_args(root_path))
-    rows = evaluate_runs(Path(runs_dir) / name, root_path, Path(out), jobs)
+    root_path, name = Path(root), demo_name(root)
+    out = out or f"results/{name}"
+    sweep_dir = Path(runs_dir) / name
+    _prepare_toy(root_path, sweep_dir, Path(out), own=name == "demo")
+    sweep = demo_sweep(name, runs_dir)
+    outcome = run_offline(sweep, runs_dir=runs_dir, extra_args=_data_args(root_path))
+    # a failed cell, e.g. one refused as trained on other data, is neither scored nor shown
+    trained = sorted(sweep_dir / run for run in [*outcome.finished, *outcome.skipped])
+    if not trained:
+        raise DemoError(
+            f"no cell of {name} trained on {root} (failed: {', '.join(outcome.failed)}): "
+            f"expected at least one to evaluate; the lines above say why each failed. Fix "
+            f"that and run the demo again (cells that finished are kept)."
+        )
+    rows = evaluate_runs(sweep_dir, root_path, jobs, trained)
     write_table(rows, Path(out) / "table.csv")
     from ablation.report import build_report
 
-    folders = [p for p in sorted((Path(runs_dir) / name).iterdir()) if p.is_dir()]
-    report = build_report(
-        [*folders, *sorted((Path(out) / "baselines").iterdir())],
-        Path(out) / "report",
-        name,
-        wandb_log=False,
-    )
+    baselines = [sweep_dir / f"baseline-{b}" for b in BASELINES]
+    report = build_report([*trained, *baselines], Path(out), name, wandb_log=False)
     print("\nSDR in dB (museval v4: median over 1 s frames, then over the rendered test tracks);")
     print("sdr_mean beats gain_sdr_mean only if a net separates, not just turns the volume down:\n")
     print(format_table(rows))
@@ -219,7 +279,8 @@ def run_demo(
     for heading in ("## Significance", "## The ranking at every budget"):
         print(f"\n{report_section(markdown, heading)}")
     print(
-        f"\nwritten to {out}/table.csv, report in {report}; runs in {runs_dir}/{name}/; "
+        f"\nwritten to {out}/table.csv, report in {report} (open {out}/index.html); runs in "
+        f"{sweep_dir}/; "
         f"{time.time() - start:.0f} s in all"
     )
     if outcome.failed:

@@ -18,9 +18,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ablation.files import read_json  # noqa: F401 (re-exported for the CLI and the demo)
+import yaml
+
+from ablation.files import read_json
 
 SUMMARY = "summary.json"
+# The run's resolved LightningCLI config, and its data (the resolved root and every track).
+CONFIG = "config.yaml"
+DATA = "data.json"
 WANDB_RUN = "wandb_run.json"
 LAST = "last.ckpt"
 # The sweep YAML as the runner ran it, kept beside the sweep's runs (runs/<sweep>/).
@@ -51,3 +56,17 @@ def budget_checkpoints(ckpt: str | Path) -> list[Path]:
     smallest fraction first."""
     found = Path(ckpt).parent.glob("budget-*.ckpt")
     return sorted(found, key=lambda p: float(p.stem.removeprefix("budget-")))
+
+
+def trained_root(ckpt: str | Path) -> tuple[str, Path] | None:
+    """The data root the run of ``ckpt`` trained on, and that run's folder: ``data.json``'s
+    resolved root, else ``config.yaml``'s ``data.root``, of the checkpoint's folder or the
+    two above it; None when no run there recorded one."""
+    for folder in list(Path(ckpt).resolve().parents)[:3]:
+        root = read_json(folder / DATA).get("root")
+        if root is None and (folder / CONFIG).is_file():
+            config = yaml.safe_load((folder / CONFIG).read_text()) or {}
+            root = (config.get("data") or {}).get("root")
+        if root:
+            return str(root), folder
+    return None

@@ -41,11 +41,10 @@ import yaml
 
 from ablation.errors import AblationError
 from ablation.files import write_text
+from ablation.runs import CONFIG, DATA
 
 log = logging.getLogger(__name__)
 
-CONFIG = "config.yaml"
-DATA = "data.json"
 IGNORED = frozenset(
     {
         "config", "ckpt_path", "weights_only",

@@ -30,7 +30,7 @@ track), ``results`` (per-track files, resume), ``pool`` (worker processes),
 """
 
 from ablation.constants import EVALUATION_MANIFEST as MANIFEST
-from ablation.evaluation.aggregate import Results, aggregate, write_results
+from ablation.evaluation.aggregate import Results, aggregate, score_table, write_results
 from ablation.evaluation.baselines import BASELINES, oracle_gain, oracle_irm
 from ablation.evaluation.entry import evaluate_checkpoint
 from ablation.evaluation.plan import Plan
@@ -46,7 +46,7 @@ from ablation.evaluation.protocol import (
 )
 from ablation.evaluation.request import default_out, prepare
 from ablation.evaluation.results import read_track_file
-from ablation.evaluation.wandb_log import WandbRun, find_wandb_run, log_to_wandb
+from ablation.evaluation.wandb_log import WandbRun, find_wandb_run, log_to_wandb, wandb_prefix
 
 __all__ = [
     "BACKENDS",
@@ -65,9 +65,11 @@ __all__ = [
     "evaluate_checkpoint",
     "find_wandb_run",
     "log_to_wandb",
+    "wandb_prefix",
     "oracle_gain",
     "oracle_irm",
     "prepare",
+    "score_table",
     "read_track_file",
     "scored_targets",
     "scoring_groups",

@@ -163,3 +163,12 @@ def write_results(plan: Plan, results: Results, names: Sequence[str]) -> None:
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     write_text(out / "summary.md", summary_markdown(plan, results, names))
     boxplot(results, out / "sdr_boxplot.png", f"{what(plan)}".replace("`", "")[-60:])
+
+
+def score_table(out: str | Path) -> str:
+    """The median scores per target of the evaluation in ``out`` (its ``summary.json``), as
+    the table ``make eval`` ends with; MSE and the means are in ``summary.md``."""
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    table = pd.DataFrame.from_dict(summary, orient="index")[list(METRICS)]
+    table.index.name = "target"
+    return markdown_table(table.astype(float), digits=2)

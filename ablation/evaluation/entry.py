@@ -7,8 +7,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from ablation.constants import EVALUATION_MANIFEST
 from ablation.evaluation import cache
 from ablation.evaluation.aggregate import aggregate, write_results
+from ablation.evaluation.plan import Plan
 from ablation.evaluation.pool import (
     WORKER_BASE_BYTES,
     WORKER_BYTES_PER_SECOND,
@@ -39,6 +41,22 @@ def _memory_bound_jobs(plan, pending: Sequence[str]) -> int:
             stacklevel=3,
         )
     return jobs
+
+
+def skipped_tracks(plan: Plan, names: Sequence[str], pending: Sequence[str]) -> str | None:
+    """What an evaluation skips and why, in one line; None when it skips nothing."""
+    done = len(names) - len(pending)
+    if not done:
+        return None
+    out = Path(plan.out)
+    shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
+    which = f"all {done}" if not pending else f"{done} of {len(names)}"
+    rest = f"scoring the other {len(pending)}" if pending else "delete it to score them again"
+    return (
+        f"skipped {which} {plan.subset} tracks of {shown}: scored already by this same "
+        f"evaluation (checkpoint, data, targets, backend, shifts: its {EVALUATION_MANIFEST}); "
+        f"{rest}"
+    )
 
 
 def evaluate_checkpoint(
@@ -95,6 +113,9 @@ def evaluate_checkpoint(
     cache.clear()  # a serial run reuses this process: forget earlier datasets
     plan, names = prepare(ckpt, root, subset, out, baseline, metrics, device, targets, shifts)
     pending = pending_tracks(plan, names)
+    skipped = skipped_tracks(plan, names, pending)
+    if skipped:
+        print(skipped, flush=True)
     if pending:
         jobs = max(1, min(jobs or _memory_bound_jobs(plan, pending), len(pending)))
         failures = run_tracks(plan, pending, jobs, progress)

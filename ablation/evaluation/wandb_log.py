@@ -1,5 +1,6 @@
 """Logging an evaluation to W&B: into the run that produced the checkpoint (offline runs
-too), as ``test/<metric>/<target>`` summary values, a per-track table and the box plot."""
+too), as ``test/<metric>/<target>`` summary values (another subset or settings under a
+prefix of their own, :func:`wandb_prefix`), a per-track table and the box plot."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from ablation.constants import WANDB_PROJECT
 from ablation.evaluation.aggregate import Results, number
 from ablation.evaluation.plan import Plan
-from ablation.evaluation.protocol import METRICS
+from ablation.evaluation.protocol import BACKENDS, METRICS
 from ablation.files import read_json
 
 
@@ -58,6 +59,16 @@ def _run_name(plan: Plan) -> str:
     return f"eval-{ckpt.parent.parent.name}-{ckpt.stem}"
 
 
+def wandb_prefix(plan: Plan) -> str:
+    """The prefix of an evaluation's W&B keys: ``test`` for the test subset with the default
+    backend and one pass; every other subset or setting its own (``eval_train``,
+    ``test-shifts2``, ``test-museval``), so that no evaluation overwrites another's scores
+    in the run's summary."""
+    settings = [f"shifts{plan.shifts}"] if plan.shifts else []
+    settings += [plan.metrics] if plan.metrics != BACKENDS[0] else []
+    return "-".join(["test" if plan.subset == "test" else f"eval_{plan.subset}", *settings])
+
+
 def log_to_wandb(plan: Plan, results: Results) -> str | None:
     """Log summary metrics, the per-track table and the box plot to W&B.
 
@@ -73,7 +84,7 @@ def log_to_wandb(plan: Plan, results: Results) -> str | None:
     from ablation.wandb_mode import wandb_online
 
     found = find_wandb_run(None if plan.baseline else plan.ckpt)
-    prefix = "test" if plan.subset == "test" else f"eval_{plan.subset}"
+    prefix = wandb_prefix(plan)
     # Without credentials the run is written offline, to be synced later (`wandb sync`).
     mode = "disabled" if os.environ.get("WANDB_MODE") == "disabled" else "offline"
     init: dict[str, Any] = {

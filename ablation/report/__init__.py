@@ -9,7 +9,7 @@ test on per-track SDR (:mod:`~ablation.report.significance`), as SiSEC 2018 did.
 :func:`build_report` writes the CSVs, plots and ``report.md``.
 """
 
-from ablation.report.build import ReportError, build_report
+from ablation.report.build import ReportError, build_report, report_name
 from ablation.report.runs import Run, read_run
 
-__all__ = ["ReportError", "Run", "build_report", "read_run"]
+__all__ = ["ReportError", "Run", "build_report", "read_run", "report_name"]

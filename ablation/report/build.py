@@ -3,7 +3,9 @@ plot and ``report.md`` (the other modules of :mod:`ablation.report` do each step
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +48,31 @@ from ablation.tuning import tuning_table
 
 class ReportError(AblationError):
     """A problem with the runs given to the report, phrased for the user."""
+
+
+# Longer names of chosen runs keep the first runs' names whole, then say how many more,
+# and a digest of the whole set keeps two sets apart.
+NAME_CHARACTERS = 64
+
+
+def report_name(sweep: str | None, runs: Sequence[str | Path]) -> str:
+    """The report's name, and its folder ``results/<name>/``: the sweep's (given by name or
+    YAML path), else one made of the chosen runs' folder names (``runs-a+b``), so that a
+    report of chosen runs never lands in, and overwrites, a sweep's report."""
+    if sweep:  # a name may hold dots (demo-my.data): only a YAML's suffix goes
+        return Path(sweep).stem if Path(sweep).suffix in (".yaml", ".yml") else Path(sweep).name
+    names = [Path(r).resolve().name for r in runs]
+    if len("runs-" + "+".join(names)) <= NAME_CHARACTERS:
+        return "runs-" + "+".join(names)
+    digest = hashlib.sha1("\n".join(sorted(str(Path(r).resolve()) for r in runs)).encode())
+    tail = f"-{digest.hexdigest()[:8]}"
+    kept: list[str] = []
+    for name in names:
+        more = f"+{len(names) - len(kept) - 1}more" if len(kept) + 1 < len(names) else ""
+        if len("runs-" + "+".join([*kept, name]) + more + tail) > NAME_CHARACTERS:
+            break
+        kept.append(name)
+    return "runs-" + "+".join([*kept, f"{len(names) - len(kept)}more"]) + tail
 
 
 def build_report(runs: list[Path], out: Path, name: str, wandb_log: bool = True) -> Path:

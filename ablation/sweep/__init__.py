@@ -30,6 +30,7 @@ from ablation.sweep.config import (
     keep_sweep_copy,
     load_sweep,
     offline_cells,
+    sweep_file,
     sweep_name,
     with_seeds,
 )
@@ -41,7 +42,7 @@ __all__ = [
     "PLACEHOLDER_SWEEP_ID", "Outcome", "SweepError", "cell_run_dir", "check_count",
     "check_gpus", "command", "create_sweep", "grid", "keep_sweep_copy", "load_sweep",
     "offline_cells", "run_cell", "run_offline", "run_online", "run_sweep", "submit_slurm",
-    "sweep_name", "with_seeds",
+    "sweep_file", "sweep_name", "with_seeds",
 ]  # fmt: skip
 
 

@@ -22,15 +22,33 @@ class SweepError(AblationError):
     """A sweep YAML or environment problem, phrased for the user."""
 
 
+# The suite's own sweeps, found by name from any working folder.
+SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
+
+
+def sweep_file(sweep: str | Path) -> Path:
+    """The YAML of a sweep given by path or by name: ``demo`` is ``sweeps/demo.yaml`` (in
+    the working folder, else the suite's), so every make target takes ``SWEEP`` alike."""
+    path = Path(sweep)
+    if path.is_file() or path.suffix in (".yaml", ".yml"):
+        return path
+    for folder in (Path("sweeps"), SWEEPS_DIR):
+        if (folder / f"{sweep}.yaml").is_file():
+            return folder / f"{sweep}.yaml"
+    return path
+
+
 def load_sweep(path: str | Path) -> dict[str, Any]:
-    """Read a sweep YAML and check it with W&B's own schema."""
+    """Read a sweep YAML (a path, or a name :func:`sweep_file` finds) and check it with
+    W&B's own schema."""
     import sweeps
 
-    path = Path(path)
+    path = sweep_file(path)
     if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml") if "base" not in p.stem))
         raise SweepError(
-            f"sweep file {path} not found: expected a W&B sweep YAML, e.g. "
-            f"sweeps/depth_dimension.yaml."
+            f"sweep {path} not found: expected a W&B sweep YAML path or the name of one in "
+            f"sweeps/ ({names}), e.g. SWEEP=depth_dimension."
         )
     try:
         config = yaml.safe_load(path.read_text())
