@@ -358,7 +358,9 @@ def _separate(argv: Sequence[str]) -> None:
 
 
 def _eval(argv: Sequence[str]) -> None:
-    from ablation.evaluation import BACKENDS, BASELINES
+    # The choices without the evaluation itself: `--help` starts without torch.
+    from ablation.constants import EVALUATION_BACKENDS as BACKENDS
+    from ablation.constants import EVALUATION_BASELINES as BASELINES
 
     parser = argparse.ArgumentParser(
         prog="ablation eval",
@@ -460,6 +462,30 @@ SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "report": _report,
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
+# What each subcommand does, in one line: `ablation --help` lists them in this order.
+SUMMARIES = {
+    "fit": "train one run (a grid cell: --cell=2d-depth4) under its budget; resumes, skips finished",
+    "validate": "score a run's checkpoint on the validation split (--ckpt_path)",
+    "test": "run Lightning's test loop on a run's checkpoint (--ckpt_path)",
+    "sweep": "train every cell of a sweep YAML (W&B online, or offline), skipping finished runs",
+    "eval": "SiSEC 2018 evaluation (museval v4) of a checkpoint or a baseline on MUSDB18",
+    "report": "comparison table, plots, significance tests and an HTML page for a sweep's runs",
+    "demo": "the whole pipeline on a generated dataset, on the CPU, offline",
+    "separate": "separate whole songs with a checkpoint into one wav per source",
+    "toy-data": "write the seeded toy dataset the tests use",
+    "render-data": "write the seeded rendered dataset (FluidSynth) the demo uses",
+    "bench": "side-by-side benchmarks that print ratios",
+}
+
+
+def usage() -> str:
+    """The command's usage: one line per subcommand saying what it does."""
+    width = max(map(len, SUMMARIES))
+    lines = [f"  {name:<{width}}  {summary}" for name, summary in SUMMARIES.items()]
+    return "\n".join(
+        ["usage: ablation SUBCOMMAND [ARGS] (`ablation SUBCOMMAND --help` for its arguments)",
+         "", "subcommands:", *lines]
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -477,8 +503,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         with one_line_errors(ValueError):
             run_lightning_cli(argv)
         return
-    names = ", ".join([*LIGHTNING_SUBCOMMANDS, *SUBCOMMANDS])
-    raise SystemExit(f"usage: ablation {{{names}}} ...\n(run `ablation SUBCOMMAND --help`)")
+    if argv[:1] in (["--help"], ["-h"]):
+        print(usage())
+        return
+    raise SystemExit(usage())
 
 
 if __name__ == "__main__":
