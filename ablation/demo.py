@@ -74,7 +74,6 @@ def evaluate_runs(sweep_dir: Path, root: Path, out: Path, jobs: int | None) -> l
                 baseline=baseline,
                 jobs=jobs,
                 wandb_log=wandb_log and ckpt is not None,
-                progress=False,
             )
         )
 

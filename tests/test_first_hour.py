@@ -46,3 +46,16 @@ def test_help_and_report_start_without_torch_or_lightning():
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert "LOADED []" in done.stderr, done.stderr
+
+
+def test_an_evaluation_in_a_log_says_how_far_it_is(toy_root, tmp_path, capsys):
+    from ablation.evaluation import evaluate_checkpoint
+
+    evaluate_checkpoint(None, str(toy_root), "test", str(tmp_path / "mixture"), "mixture",
+                        jobs=1, wandb_log=False)  # fmt: skip
+    lines = capsys.readouterr().err.splitlines()
+    assert [
+        line
+        for line in lines
+        if line.startswith("evaluating baseline mixture on test: 1/1 tracks scored")
+    ], lines
