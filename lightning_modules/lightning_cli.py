@@ -17,6 +17,7 @@ is trained (:mod:`lightning_modules.run_args`).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import logging
@@ -234,8 +235,24 @@ class AblationCLI(LightningCLI):
         # command for DDP's child ranks (see run_lightning_cli); Lightning warns when it
         # sees both, which here is intended.
         self.config = parser.parse_args(args)
+        subcommand = self.config.get("subcommand")
+        cell = (self.config[subcommand] if subcommand else self.config).get("cell")
+        if cell is not None:  # only a config file can bring one here
+            raise ValueError(
+                f"a config file sets cell: {cell}, but --cell is read on the "
+                "command line only: move it there (--cell=...) or set model and model.depth"
+            )
 
     def add_arguments_to_parser(self, parser) -> None:
+        # Documented here, expanded before parsing (ablation.arguments.expand_cell), so it
+        # never reaches a run's config (SUPPRESS keeps it out when not given).
+        parser.add_argument(
+            "--cell",
+            type=str,
+            default=argparse.SUPPRESS,
+            help="a grid cell: <1d|2d>-depth<N>[-filters<F>], e.g. 2d-depth4; sets --model "
+            "(the dimension's module), --model.depth and --model.filters",
+        )
         parser.add_argument("--run.dir", default="runs", help="parent of all run folders")
         parser.add_argument("--run.sweep", default="adhoc", help="sweep or experiment name")
         parser.add_argument("--run.name", default=None, help="default: e.g. 1d-depth6-seed0")
