@@ -464,7 +464,7 @@ SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 # What each subcommand does, in one line: `ablation --help` lists them in this order.
 SUMMARIES = {
-    "fit": "train one run (a grid cell: --cell=2d-depth4) under its budget; resumes, skips finished",
+    "fit": "train one run (a grid cell: --cell=2d-depth4) in its budget; resumes, skips finished",
     "validate": "score a run's checkpoint on the validation split (--ckpt_path)",
     "test": "run Lightning's test loop on a run's checkpoint (--ckpt_path)",
     "sweep": "train every cell of a sweep YAML (W&B online, or offline), skipping finished runs",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 from test_resume_and_errors import fit_args, fit_env  # noqa: F401 (a fixture)
 from test_sweep import REPO
 
