@@ -57,6 +57,7 @@ from lightning_modules.budget import (
 )
 from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
+from lightning_modules.progress import ProgressLine
 from lightning_modules.run_args import (
     check_same_args,
     check_same_data,
@@ -455,6 +456,7 @@ class AblationCLI(LightningCLI):
             callbacks=[
                 *configured,
                 self.budget,
+                ProgressLine(name, self.budget),  # after the budget: it reads its count
                 FairnessRecord(),
                 RunCheckpoint(self.run_dir / "checkpoints", self.budget),
                 RunRecord(self.run_dir, name, sweep, self.lr_source),
