@@ -54,6 +54,7 @@ from lightning_modules.budget import (
     TrainingBudget,
     budget_seconds,
     fraction_name,
+    no_budget,
 )
 from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
@@ -445,6 +446,9 @@ class AblationCLI(LightningCLI):
             val_every_steps=run.val_every_steps,
             fractions=run.checkpoint_fractions,
         )
+        unbounded = self.subcommand == "fit" and no_budget(self.budget, trainer_config)
+        if unbounded and rank_zero_only.rank == 0:
+            log.warning(unbounded)
         kwargs.update(
             max_time=None,
             plugins=[*plugins, AtomicCheckpointIO()],

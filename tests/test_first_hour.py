@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from test_resume_and_errors import fit_args, fit_env  # noqa: F401 (a fixture)
 from test_sweep import REPO
 
@@ -58,3 +59,30 @@ def test_an_evaluation_in_a_log_says_how_far_it_is(toy_root, tmp_path, capsys):
         for line in lines
         if line.startswith("evaluating baseline mixture on test: 1/1 tracks scored")
     ], lines
+
+
+# ---- item 4: a training run says how far it is, a few lines a run ------------------------------
+def test_training_prints_a_line_per_tenth_of_its_budget(fit_env, tmp_path, capsys):  # noqa: F811
+    # a step budget: how many tenths a time budget of a few steps shows depends on the machine
+    main(fit_args(tmp_path, fit_env, "--run.budget_unit=steps", "--run.budget_steps=4"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "of the budget" in line]
+    assert [line.split(", loss ")[0] for line in lines] == [
+        f"run: {25 * k}% of the budget ({k} of 4 steps), step {k}" for k in (1, 2, 3, 4)
+    ]
+    assert all(", loss " in line and "loss n/a" not in line for line in lines), lines
+
+
+# ---- item 5: mistakes caught early ----------------------------------------------------------
+def test_a_run_without_a_budget_is_warned_about(fit_env, tmp_path, monkeypatch, caplog):  # noqa: F811
+    import lightning_modules.lightning_cli as lightning_cli
+
+    monkeypatch.setattr(lightning_cli.AblationCLI, "fit", lambda *args, **kwargs: None)
+    main(fit_args(tmp_path, fit_env, "--trainer.max_time=null"))
+    warned = [r.getMessage() for r in caplog.records if "no training budget" in r.getMessage()]
+    assert len(warned) == 1 and "--trainer.max_time=" in warned[0], caplog.text
+
+
+def test_fit_help_documents_cell(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "--cell CELL" in capsys.readouterr().out
