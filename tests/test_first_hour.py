@@ -9,6 +9,7 @@ import sys
 import pytest
 from test_resume_and_errors import fit_args, fit_env  # noqa: F401 (a fixture)
 from test_sweep import REPO
+from test_user_errors import one_line
 
 from ablation.cli import main
 
@@ -86,3 +87,35 @@ def test_fit_help_documents_cell(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     assert "--cell CELL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make, flag", [(False, "--root="), (True, "ROOT=")])
+def test_a_wrong_root_is_named_as_the_typed_command_names_it(tmp_path, monkeypatch, make, flag):
+    # `make eval` sets MAKELEVEL for its recipe: its users pass ROOT=, not --data.root=
+    if make:
+        monkeypatch.setenv("MAKELEVEL", "1")
+    else:
+        monkeypatch.delenv("MAKELEVEL", raising=False)
+    argv = ["eval", "--baseline=mixture", f"--root={tmp_path / 'nowhere'}", "--no-wandb"]
+    message = one_line(argv)
+    assert f"Pass {flag}/path/to/musdb18" in message and "--data.root" not in message
+
+
+def test_a_run_folder_passed_as_a_checkpoint_names_its_checkpoints(toy_root, tmp_path):
+    run = tmp_path / "runs" / "demo" / "1d-depth3-seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("last.ckpt", "best-epoch0-step8.ckpt"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    message = one_line(["eval", f"--ckpt={run}", f"--root={toy_root}", "--no-wandb"])
+    assert f"{run} is a folder, not a checkpoint" in message
+    assert f"--ckpt={run}/checkpoints/best-epoch0-step8.ckpt or" in message
+    assert f"--ckpt={run}/checkpoints/last.ckpt" in message
+
+
+def test_a_file_that_is_no_checkpoint_is_not_called_damaged(toy_root, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("seed_everything: 0\n")
+    message = one_line(["eval", f"--ckpt={config}", f"--root={toy_root}", "--no-wandb"])
+    assert f"{config} is not a readable PyTorch checkpoint but another kind of file" in message
+    assert "(it begins 'seed_everything: 0'" in message
+    assert "damaged" not in message and "mmap" not in message
