@@ -106,8 +106,8 @@ def damaged_checkpoint(path: Path, error: BaseException) -> CheckpointError:
         begins = head.decode("utf-8", "replace").split("\n")[0]
         return CheckpointError(
             f"{path} is not a readable PyTorch checkpoint but another kind of file (it begins "
-            f"{begins!r}; torch.save writes a zip archive or a pickle): expected a .ckpt file written by `ablation fit`; pass one, "
-            f"e.g. runs/<sweep>/<run>/checkpoints/last.ckpt."
+            f"{begins!r}; torch.save writes a zip archive or a pickle): expected a .ckpt file "
+            f"written by `ablation fit`; pass one, e.g. runs/<sweep>/<run>/checkpoints/last.ckpt."
         )
     said = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
     cause = f"{type(error).__name__}{f': {said}' if said else ''}"
