@@ -119,3 +119,14 @@ def test_a_file_that_is_no_checkpoint_is_not_called_damaged(toy_root, tmp_path):
     assert f"{config} is not a readable PyTorch checkpoint but another kind of file" in message
     assert "(it begins 'seed_everything: 0'" in message
     assert "damaged" not in message and "mmap" not in message
+
+
+@pytest.mark.parametrize(
+    "cell, held, largest",
+    [("2d-depth6", "43 frames and 513 bins", 5), ("1d-depth14", "11025 samples", 13)],
+)
+def test_a_depth_deeper_than_the_segment_names_the_largest(fit_env, tmp_path, cell, held, largest):  # noqa: F811
+    # the demo's data: 1 s segments at 11025 Hz (2-D: hop 256, 513 bins)
+    message = one_line(fit_args(tmp_path, fit_env, f"--cell={cell}"))
+    assert f"a 1 s segment at 11025 Hz holds {held}: expected depth {largest} at most" in message
+    assert not (tmp_path / "runs" / "adhoc" / "run" / "checkpoints").exists()
