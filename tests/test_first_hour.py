@@ -130,3 +130,10 @@ def test_a_depth_deeper_than_the_segment_names_the_largest(fit_env, tmp_path, ce
     message = one_line(fit_args(tmp_path, fit_env, f"--cell={cell}"))
     assert f"a 1 s segment at 11025 Hz holds {held}: expected depth {largest} at most" in message
     assert not (tmp_path / "runs" / "adhoc" / "run" / "checkpoints").exists()
+
+
+def test_make_test_names_its_slowest_tests():
+    import tomllib
+
+    addopts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--durations=15" in addopts["addopts"].split()
