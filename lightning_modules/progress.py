@@ -3,11 +3,14 @@ which loss. Lightning's bar counts the batches of an epoch, which says nothing o
 trained to a time or step budget, and a bar in a log file (the demo's and the sweep's
 children write to pipes) is one endless line; so a line is printed at every tenth of
 the budget (at most :data:`LINES` lines a run), or, without a budget, every
-:data:`EVERY_SECONDS` of counted training."""
+:data:`EVERY_SECONDS` of counted training. On a terminal without Lightning's bar the
+line is also redrawn in place between those, as tqdm does."""
 
 from __future__ import annotations
 
 import math
+import sys
+import time
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -16,6 +19,7 @@ from lightning_modules.budget import TrainingBudget
 
 LINES = 10
 EVERY_SECONDS = 60.0
+REDRAW_SECONDS = 1.0  # on a terminal
 
 
 class ProgressLine(Callback):
@@ -25,6 +29,7 @@ class ProgressLine(Callback):
 
     def __init__(self, name: str, budget: TrainingBudget):
         self.name, self.budget, self.shown = name, budget, -1
+        self.live, self.drawn, self.open = False, 0.0, False
 
     def _tick(self) -> int:
         progress = self.budget.progress()
@@ -34,14 +39,34 @@ class ProgressLine(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.shown = self._tick()  # a resumed run does not repeat the lines it printed
+        # Lightning's own bar redraws the same terminal line: then only the lines that stay
+        self.live = sys.stdout.isatty() and trainer.progress_bar_callback is None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        tick = self._tick()
-        if tick <= self.shown or trainer.global_rank != 0:
+        if trainer.global_rank != 0:
             return
-        self.shown = tick
-        print(f"{self.name}: {self.where()}, step {trainer.global_step}, "
-              f"loss {_loss(outputs)}", flush=True)  # fmt: skip
+        tick = self._tick()
+        stays = tick > self.shown
+        if not (stays or (self.live and time.monotonic() - self.drawn >= REDRAW_SECONDS)):
+            return
+        self.shown = max(self.shown, tick)
+        line = f"{self.name}: {self.where()}, step {trainer.global_step}, loss {_loss(outputs)}"
+        self._write(line, stays)
+
+    def _write(self, line: str, stays: bool) -> None:
+        """A line that stays (in a log: the only kind), or one redrawn over on a terminal."""
+        if not self.live:
+            print(line, flush=True)
+            return
+        end = "\n" if stays else ""
+        sys.stdout.write(f"\r\033[K{line}{end}")  # to the line's start, clear, write
+        sys.stdout.flush()
+        self.drawn, self.open = time.monotonic(), not stays
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.open:  # end the redrawn line, so what follows starts on its own
+            print(flush=True)
+            self.open = False
 
     def where(self) -> str:
         """How far the run is, on its budget's clock."""

@@ -73,6 +73,30 @@ def test_training_prints_a_line_per_tenth_of_its_budget(fit_env, tmp_path, capsy
     assert all(", loss " in line and "loss n/a" not in line for line in lines), lines
 
 
+def test_on_a_terminal_the_line_is_redrawn_between_those_that_stay(
+    fit_env,  # noqa: F811
+    tmp_path,
+    capsys,
+    monkeypatch,
+):
+    import lightning_modules.progress as progress
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # the demo's config: no Lightning bar
+    monkeypatch.setattr(progress, "REDRAW_SECONDS", 0.0)  # redraw at every step
+    monkeypatch.setattr(progress, "LINES", 2)  # lines that stay at 50% and 100%
+    main(fit_args(tmp_path, fit_env, "--run.budget_unit=steps", "--run.budget_steps=4"))
+    out = capsys.readouterr().out
+    drawn = [part.split(", loss ")[0] for part in out.split("\r\033[K")[1:]]
+    assert drawn == [
+        "run: 25% of the budget (1 of 4 steps), step 1",
+        "run: 50% of the budget (2 of 4 steps), step 2",
+        "run: 75% of the budget (3 of 4 steps), step 3",
+        "run: 100% of the budget (4 of 4 steps), step 4",
+    ]
+    kept = [part.split("\n")[0] for part in out.split("\r\033[K")[1:] if "\n" in part]
+    assert [line.split(", loss ")[0][-6:] for line in kept] == ["step 2", "step 4"]
+
+
 # ---- item 5: mistakes caught early ----------------------------------------------------------
 def test_a_run_without_a_budget_is_warned_about(fit_env, tmp_path, monkeypatch, caplog):  # noqa: F811
     import lightning_modules.lightning_cli as lightning_cli
