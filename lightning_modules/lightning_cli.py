@@ -30,7 +30,7 @@ from typing import Literal
 
 import yaml
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -449,6 +449,9 @@ class AblationCLI(LightningCLI):
         unbounded = self.subcommand == "fit" and no_budget(self.budget, trainer_config)
         if unbounded and rank_zero_only.rank == 0:
             log.warning(unbounded)
+        if not sys.stdout.isatty() and not any(isinstance(c, ProgressBar) for c in configured):
+            # In a log Lightning's bar is one endless line of redraws: ProgressLine's lines say it
+            kwargs["enable_progress_bar"] = False
         kwargs.update(
             max_time=None,
             plugins=[*plugins, AtomicCheckpointIO()],
