@@ -165,3 +165,10 @@ def test_make_test_names_its_slowest_tests():
 
     addopts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "--durations=15" in addopts["addopts"].split()
+
+
+def test_a_cell_in_a_config_file_is_refused_not_ignored(fit_env, tmp_path):  # noqa: F811
+    config = tmp_path / "cell.yaml"
+    config.write_text("cell: 2d-depth3\n")
+    message = one_line(fit_args(tmp_path, fit_env, f"--config={config}"))
+    assert "cell: 2d-depth3" in message and "--cell is read on the command line only" in message
