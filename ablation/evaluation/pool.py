@@ -70,7 +70,7 @@ def default_jobs(
     return max(1, min(cores, int(available // per_worker)))
 
 
-# Without a terminal (a log file, the demo's and a sweep's children) a line per tenth.
+# Without a terminal (a log file, the demo's output piped) a line per tenth.
 PROGRESS_LINES = 10
 
 
@@ -79,7 +79,7 @@ class TrackLines:
     track up to ten), with what is evaluated and the time so far; tqdm's bar's interface."""
 
     def __init__(self, total: int, desc: str):
-        self.total, self.desc, self.done, self.shown = total, desc, 0, 0
+        self.total, self.desc, self.done, self.shown, self.name = total, desc, 0, 0, ""
         self.started = time.monotonic()
 
     def set_postfix_str(self, name: str) -> None:

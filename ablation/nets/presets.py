@@ -184,7 +184,7 @@ def largest_depth(name_or_dict: str | dict[str, Any], segment_samples: int) -> t
     dimension, cls = _net_class(arguments)
     value = {**{n: p.default for n, p in inspect.signature(cls).parameters.items()}, **arguments}
     if dimension == "1d":
-        return segment_samples.bit_length() - 1, f"{segment_samples} samples"
+        return max(0, segment_samples.bit_length() - 1), f"{segment_samples} samples"
     frames, bins = segment_samples // value["hop_length"], value["bins"]
     return max(0, min(frames, bins).bit_length() - 1), f"{frames} frames and {bins} bins"
 
