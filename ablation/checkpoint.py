@@ -29,6 +29,9 @@ from ablation.nets import SeparationNet, build
 # The LightningModule's attribute holding the net: its weights' prefix in ``state_dict``.
 NET_ATTRIBUTE = "net"
 REQUIRED = ("net_config", "sources", "sample_rate")
+# How torch.save's files begin: a zip archive (PyTorch 1.6 on) or a pickle (before).
+TORCH_MAGIC = (b"PK", b"\x80")
+TORCH_HEAD = 24  # bytes of another file shown in its refusal
 # Only for a checkpoint that does not record its training segment.
 DEFAULT_SEGMENT_SECONDS = 3.0
 
@@ -56,10 +59,7 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} not found: expected a .ckpt file written by `ablation fit` "
-            f"(e.g. runs/<name>/checkpoints/last.ckpt)."
-        )
+        raise missing_checkpoint(path)
     try:
         # Our own checkpoints hold plain Python containers, but older Lightning
         # versions pickled other objects, so a full (trusted) unpickling is needed.
@@ -81,9 +81,34 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     return checkpoint
 
 
+def missing_checkpoint(path: Path) -> CheckpointError:
+    """The one-line refusal of a path that is no file: a run folder names its checkpoints."""
+    if not path.is_dir():
+        return CheckpointError(
+            f"checkpoint {path} not found: expected a .ckpt file written by `ablation fit` "
+            f"(e.g. runs/<sweep>/<run>/checkpoints/last.ckpt)."
+        )
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    found = sorted(folder.glob("best-*.ckpt")) + sorted(folder.glob("last.ckpt"))
+    shown = " or ".join(f"--ckpt={p}" for p in found) or f"--ckpt={folder / 'last.ckpt'}"
+    return CheckpointError(
+        f"{path} is a folder, not a checkpoint: expected a .ckpt file written by `ablation "
+        f"fit`; pass {shown} (best-*: the best validation; last: the end of training)."
+    )
+
+
 def damaged_checkpoint(path: Path, error: BaseException) -> CheckpointError:
     """The one-line refusal of a file ``torch.load`` cannot read."""
     size = path.stat().st_size if path.exists() else 0
+    with open(path, "rb") as file:
+        head = file.read(TORCH_HEAD)
+    if head and not head.startswith(TORCH_MAGIC):  # another kind of file, not a cut-short one
+        begins = head.decode("utf-8", "replace").split("\n")[0]
+        return CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint but another kind of file (it begins "
+            f"{begins!r}; torch.save writes a zip archive or a pickle): expected a .ckpt file "
+            f"written by `ablation fit`; pass one, e.g. runs/<sweep>/<run>/checkpoints/last.ckpt."
+        )
     said = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
     cause = f"{type(error).__name__}{f': {said}' if said else ''}"
     fix = (

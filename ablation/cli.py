@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,20 +22,40 @@ from ablation.errors import AblationError
 DEBUG_ENV = "ABLATION_DEBUG"
 
 
+# The library's messages name the flags of `ablation fit` (--data.root) and of `ablation
+# eval` (--ckpt); each command says them in its own words, and under make (which sets
+# MAKELEVEL for its recipes) as the Makefile's variables.
+MAKE_VARIABLES = {"--data.root": "ROOT", "--root": "ROOT", "--ckpt": "CKPT"}
+LIBRARY_FLAGS = {"--data.root": "--data.root", "--ckpt": "--ckpt"}
+
+
+def users_words(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with the library's flags replaced by ``flags``, the names the typed
+    command has for them (by :data:`MAKE_VARIABLES` under make)."""
+    for flag, own in flags.items():
+        own = MAKE_VARIABLES.get(own, own) if os.environ.get("MAKELEVEL") else own
+        message = re.sub(rf"{re.escape(flag)}(?![\w.])", own, message)
+    return message
+
+
 @contextmanager
-def one_line_errors(*kinds: type[Exception]) -> Iterator[None]:
+def one_line_errors(
+    *kinds: type[Exception], flags: Mapping[str, str] | None = None
+) -> Iterator[None]:
     """Turn the user errors (:class:`AblationError`, and ``kinds``) into ``error: <message>``
-    and exit code 1."""
+    and exit code 1, naming ``flags`` (library flag -> the command's own) as the user
+    typed them (:func:`users_words`)."""
     try:
         yield
     except (AblationError, *kinds) as err:
         if os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
             raise
+        message = users_words(_root_cause(err), {**LIBRARY_FLAGS, **(flags or {})})
         code = getattr(err, "exit_code", None)  # one a caller acts on (ablation.run_lock)
         if code is not None:
-            print(f"error: {_root_cause(err)}", file=sys.stderr)
+            print(f"error: {message}", file=sys.stderr)
             raise SystemExit(code) from None
-        raise SystemExit(f"error: {_root_cause(err)}") from None
+        raise SystemExit(f"error: {message}") from None
     except (OSError, RuntimeError) as err:
         message = storage_error(err)
         if message is None or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
@@ -265,7 +286,7 @@ def _sweep(argv: Sequence[str]) -> None:
         parser.error("--only-index runs one cell of the offline grid: add --offline")
     if args.dry_run and not args.slurm:
         parser.error("--dry-run writes a Slurm batch script: add --slurm")
-    with one_line_errors():
+    with one_line_errors(flags={"--data.root": "--root"}):
         # every flag is checked before anything is written
         check_count(args.count)
         options = SlurmOptions(
@@ -337,7 +358,7 @@ def _demo(argv: Sequence[str]) -> None:
     )
     parser.add_argument("--jobs", type=int, default=None, help="evaluation processes")
     args = parser.parse_args(argv)
-    with one_line_errors():
+    with one_line_errors(flags={"--data.root": "--root"}):
         run_demo(args.root, args.runs_dir, args.out, args.jobs)
 
 
@@ -370,7 +391,9 @@ def _separate(argv: Sequence[str]) -> None:
 
 
 def _eval(argv: Sequence[str]) -> None:
-    from ablation.evaluation import BACKENDS, BASELINES
+    # The choices without the evaluation itself: `--help` starts without torch.
+    from ablation.constants import EVALUATION_BACKENDS as BACKENDS
+    from ablation.constants import EVALUATION_BASELINES as BASELINES
 
     parser = argparse.ArgumentParser(
         prog="ablation eval",
@@ -418,7 +441,7 @@ def _eval(argv: Sequence[str]) -> None:
     root = _eval_root(args.root, args.ckpt)
     if root is None or (args.ckpt is None and args.baseline is None):
         parser.error("give --root (or set MUSDB_PATH) and --ckpt and/or --baseline")
-    with one_line_errors():
+    with one_line_errors(flags={"--data.root": "--root"}):
         out = evaluate_checkpoint(
             args.ckpt,
             root,
@@ -497,6 +520,30 @@ SUBCOMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
     "report": _report,
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
+# What each subcommand does, in one line: `ablation --help` lists them in this order.
+SUMMARIES = {
+    "fit": "train one run (a grid cell: --cell=2d-depth4) in its budget; resumes, skips finished",
+    "validate": "score a run's checkpoint on the validation split (--ckpt_path)",
+    "test": "run Lightning's test loop on a run's checkpoint (--ckpt_path)",
+    "sweep": "train every cell of a sweep YAML (W&B online, or offline), skipping finished runs",
+    "eval": "SiSEC 2018 evaluation (museval v4) of a checkpoint or a baseline on MUSDB18",
+    "report": "comparison table, plots, significance tests and an HTML page for a sweep's runs",
+    "demo": "the whole pipeline on a generated dataset, on the CPU, offline",
+    "separate": "separate whole songs with a checkpoint into one wav per source",
+    "toy-data": "write the seeded toy dataset the tests use",
+    "render-data": "write the seeded rendered dataset (FluidSynth) the demo uses",
+    "bench": "side-by-side benchmarks that print ratios",
+}
+
+
+def usage() -> str:
+    """The command's usage: one line per subcommand saying what it does."""
+    width = max(map(len, SUMMARIES))
+    lines = [f"  {name:<{width}}  {summary}" for name, summary in SUMMARIES.items()]
+    return "\n".join(
+        ["usage: ablation SUBCOMMAND [ARGS] (`ablation SUBCOMMAND --help` for its arguments)",
+         "", "subcommands:", *lines]
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -514,8 +561,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         with one_line_errors(ValueError):
             run_lightning_cli(argv)
         return
-    names = ", ".join([*LIGHTNING_SUBCOMMANDS, *SUBCOMMANDS])
-    raise SystemExit(f"usage: ablation {{{names}}} ...\n(run `ablation SUBCOMMAND --help`)")
+    if argv[:1] in (["--help"], ["-h"]):
+        print(usage())
+        return
+    raise SystemExit(usage())
 
 
 if __name__ == "__main__":

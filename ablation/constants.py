@@ -3,6 +3,9 @@
 SAMPLE_RATE = 44100
 # The W&B project every run, evaluation and report logs to unless WANDB_PROJECT is set.
 WANDB_PROJECT = "unet-ablation"
+# Evaluation choices, here so that `ablation eval --help` need not import torch.
+EVALUATION_BACKENDS = ("torch", "museval")
+EVALUATION_BASELINES = ("mixture", "gain", "oracle-irm")
 # The file that marks a folder as an evaluation of `ablation eval` (and says of what).
 EVALUATION_MANIFEST = "evaluation.json"
 # MUSDB18's stems, in the order of its files; the default of every dataset and net.

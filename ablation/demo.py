@@ -89,7 +89,6 @@ def evaluate_runs(
                 baseline=baseline,
                 jobs=jobs,
                 wandb_log=wandb_log and ckpt is not None,
-                progress=False,
             )
         )
 

@@ -83,6 +83,19 @@ def budget_seconds(max_time: str | dict | datetime.timedelta | float | None) -> 
     return datetime.timedelta(days, seconds, 0, 0, minutes, hours).total_seconds()
 
 
+def no_budget(budget: TrainingBudget, trainer_config: dict) -> str | None:
+    """The warning for a run that nothing stops: no time budget, no step budget, and
+    Lightning's own caps unset (1000 epochs) or turned off (-1: forever); else None."""
+    caps = [trainer_config.get("max_steps"), trainer_config.get("max_epochs")]
+    if budget.counts_steps or budget.seconds is not None or any(c not in (None, -1) for c in caps):
+        return None
+    return (
+        "no training budget: trainer.max_time is unset and so are trainer.max_steps and "
+        "max_epochs, so this run trains for Lightning's 1000 epochs (or forever); pass "
+        "--config sweeps/base.yaml (3 h of counted training) or --trainer.max_time=DD:HH:MM:SS"
+    )
+
+
 class TrainingBudget(Callback):
     """Count training, stop at the budget, validate and keep budget-fraction checkpoints
     on the budget's own clock (counted seconds for ``time``, steps otherwise).

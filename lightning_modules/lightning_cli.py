@@ -17,6 +17,7 @@ is trained (:mod:`lightning_modules.run_args`).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import logging
@@ -29,7 +30,7 @@ from typing import Literal
 
 import yaml
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -53,9 +54,11 @@ from lightning_modules.budget import (
     TrainingBudget,
     budget_seconds,
     fraction_name,
+    no_budget,
 )
 from lightning_modules.csv_log import AppendingCSVLogger, TrimMetricsOnResume
 from lightning_modules.fairness import FairnessRecord
+from lightning_modules.progress import ProgressLine
 from lightning_modules.run_args import (
     check_same_args,
     check_same_data,
@@ -234,8 +237,24 @@ class AblationCLI(LightningCLI):
         # command for DDP's child ranks (see run_lightning_cli); Lightning warns when it
         # sees both, which here is intended.
         self.config = parser.parse_args(args)
+        subcommand = self.config.get("subcommand")
+        cell = (self.config[subcommand] if subcommand else self.config).get("cell")
+        if cell is not None:  # only a config file can bring one here
+            raise ValueError(
+                f"a config file sets cell: {cell}, but --cell is read on the "
+                "command line only: move it there (--cell=...) or set model and model.depth"
+            )
 
     def add_arguments_to_parser(self, parser) -> None:
+        # Documented here, expanded before parsing (ablation.arguments.expand_cell), so it
+        # never reaches a run's config (SUPPRESS keeps it out when not given).
+        parser.add_argument(
+            "--cell",
+            type=str,
+            default=argparse.SUPPRESS,
+            help="a grid cell: <1d|2d>-depth<N>[-filters<F>], e.g. 2d-depth4; sets --model "
+            "(the dimension's module), --model.depth and --model.filters",
+        )
         parser.add_argument("--run.dir", default="runs", help="parent of all run folders")
         parser.add_argument("--run.sweep", default="adhoc", help="sweep or experiment name")
         parser.add_argument("--run.name", default=None, help="default: e.g. 1d-depth6-seed0")
@@ -427,6 +446,12 @@ class AblationCLI(LightningCLI):
             val_every_steps=run.val_every_steps,
             fractions=run.checkpoint_fractions,
         )
+        unbounded = self.subcommand == "fit" and no_budget(self.budget, trainer_config)
+        if unbounded and rank_zero_only.rank == 0:
+            log.warning(unbounded)
+        if not sys.stdout.isatty() and not any(isinstance(c, ProgressBar) for c in configured):
+            # In a log Lightning's bar is one endless line of redraws: ProgressLine's lines say it
+            kwargs["enable_progress_bar"] = False
         kwargs.update(
             max_time=None,
             plugins=[*plugins, AtomicCheckpointIO()],
@@ -438,6 +463,7 @@ class AblationCLI(LightningCLI):
             callbacks=[
                 *configured,
                 self.budget,
+                ProgressLine(name, self.budget),  # after the budget: it reads its count
                 FairnessRecord(),
                 RunCheckpoint(self.run_dir / "checkpoints", self.budget),
                 RunRecord(self.run_dir, name, sweep, self.lr_source),

@@ -28,6 +28,7 @@ from ablation.losses import build_loss
 from ablation.metrics import sdr
 from ablation.nets import build
 from ablation.nets.blocks import take
+from ablation.nets.presets import check_depth
 from ablation.separate import separate
 from lightning_modules.callbacks import default_callbacks
 
@@ -127,6 +128,7 @@ class SeparationModule(L.LightningModule):
         self.segment_samples = round(segment * sample_rate)
         if callable(net_config):
             net_config = net_config(self.sources, channels, sample_rate)
+        check_depth(dict(net_config), segment, sample_rate)  # before any allocation
         self.net = build(dict(net_config))
         self._check_net(channels)
         self.net.set_training_audio(self.sources, sample_rate, segment)

@@ -139,8 +139,9 @@ def test_a_report_on_runs_none_of_which_finished_is_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "change, found",
-    [("--cell=2d-depth40", "parameters"), ("--cell=1d-depth40", "2**40 samples"),
-     ("--cell=1d-depth16 --data.batch_size=1000000", "GiB"),
+    [("--cell=2d-depth40", "expected depth 5 at most"), ("--cell=1d-depth40", "2**40 samples"),
+     ("--cell=2d-depth3 --model.filters=100000", "parameters"),
+     ("--cell=1d-depth13 --data.batch_size=1000000", "GiB"),
      ("--data.sample_rate=0", "data.sample_rate must be"),
      ("--data.batch_size=0", "data.batch_size must be"),
      ("--data.segments_per_track=0", "data.segments_per_track must be")],

@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-BASELINES = ("mixture", "gain", "oracle-irm")
+from ablation.constants import EVALUATION_BASELINES
+
+BASELINES = EVALUATION_BASELINES
 # The 2-D family's STFT (Spleeter's): the oracle mask on it is the ceiling of a masking net.
 IRM_N_FFT = 4096
 IRM_HOP = 1024

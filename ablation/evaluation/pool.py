@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -68,6 +70,44 @@ def default_jobs(
     return max(1, min(cores, int(available // per_worker)))
 
 
+# Without a terminal (a log file, the demo's output piped) a line per tenth.
+PROGRESS_LINES = 10
+
+
+class TrackLines:
+    """Progress of an evaluation in a log: a line per tenth of the tracks (a line per
+    track up to ten), with what is evaluated and the time so far; tqdm's bar's interface."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.done, self.shown, self.name = total, desc, 0, 0, ""
+        self.started = time.monotonic()
+
+    def set_postfix_str(self, name: str) -> None:
+        self.name = name
+
+    def update(self) -> None:
+        self.done += 1
+        tenth = self.done * PROGRESS_LINES // self.total
+        if tenth > self.shown or self.total <= PROGRESS_LINES:
+            self.shown = tenth
+            seconds = time.monotonic() - self.started
+            print(f"{self.desc}: {self.done}/{self.total} tracks scored ({self.name}, "
+                  f"{seconds:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(plan: Plan, total: int, progress: bool) -> tqdm | TrackLines:
+    """A bar on a terminal, lines in a log, nothing when ``progress`` is False."""
+    ckpt = Path(plan.ckpt) if plan.ckpt else None
+    what = f"{ckpt.parent.parent.name}/{ckpt.name}" if ckpt else f"baseline {plan.baseline}"
+    desc = f"evaluating {what} on {plan.subset}"
+    if progress and not sys.stderr.isatty():
+        return TrackLines(total, desc)
+    return tqdm(total=total, desc=desc, unit="track", disable=not progress)
+
+
 def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> list[str]:
     """Score ``names`` with ``jobs`` worker processes (in this process when 1).
 
@@ -75,9 +115,7 @@ def run_tracks(plan: Plan, names: Sequence[str], jobs: int, progress: bool) -> l
         Messages of the tracks that failed; the others are written.
     """
     failures: list[str] = []
-    bar = tqdm(
-        total=len(names), desc=f"evaluating {plan.subset}", unit="track", disable=not progress
-    )
+    bar = progress_bar(plan, len(names), progress)
 
     def done(name: str, result: dict | None, error: BaseException | None) -> None:
         if error is not None:

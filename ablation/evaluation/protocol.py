@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ablation.constants import SOURCES
+from ablation.constants import EVALUATION_BACKENDS, SOURCES
 from ablation.errors import AblationError
 
-BACKENDS = ("torch", "museval")
+BACKENDS = EVALUATION_BACKENDS
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 # SiSEC 2018 / museval v4 framing, in seconds.
 WIN_SECONDS = 1.0

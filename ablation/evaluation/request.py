@@ -43,11 +43,6 @@ def _file_digest(path: Path) -> str:
 
 
 def _checkpoint_targets(ckpt: Path, device: str) -> tuple[tuple[str, ...], int, int | None]:
-    if not ckpt.is_file():
-        raise EvaluationError(
-            f"checkpoint {ckpt} does not exist: expected a .ckpt file written by `ablation "
-            f"fit` (e.g. runs/<sweep>/<run>/checkpoints/last.ckpt)."
-        )
     from ablation.checkpoint import CheckpointError
 
     try:

@@ -119,13 +119,7 @@ def build(name_or_dict: str | dict[str, Any], **overrides: Any) -> nn.Module:
             valid ones), or an invalid argument value.
     """
     arguments = _resolve(name_or_dict)
-    legacy = _LEGACY_FAMILIES.get(arguments.pop("family", None))
-    dimension = arguments.pop("dimension", legacy)
-    if dimension not in DIMENSIONS:
-        raise ValueError(
-            f"a net description needs 'dimension' in {sorted(DIMENSIONS)}, got {dimension!r}."
-        )
-    cls = DIMENSIONS[dimension]
+    dimension, cls = _net_class(arguments)
     arguments.update(overrides)
     valid = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
     valid = [v for v in valid if v != "unet"] + list(getattr(cls, "extra_arguments", {}))
@@ -166,6 +160,48 @@ def _check_size(cls: type[nn.Module], dimension: str, arguments: dict[str, Any])
             f"a {dimension} net of depth {arguments.get('depth')} and {arguments.get('filters')} "
             f"filters would have {shown} parameters, expected at most {MAX_PARAMETERS:.3g} "
             f"(1 GiB of weights): lower --model.depth or --model.filters."
+        )
+
+
+def _net_class(arguments: dict[str, Any]) -> tuple[str, type[nn.Module]]:
+    """The dimension and net class a description names (taking its ``dimension``, or the
+    ``family`` of older checkpoints, out of ``arguments``)."""
+    legacy = _LEGACY_FAMILIES.get(arguments.pop("family", None))
+    dimension = arguments.pop("dimension", legacy)
+    if dimension not in DIMENSIONS:
+        raise ValueError(
+            f"a net description needs 'dimension' in {sorted(DIMENSIONS)}, got {dimension!r}."
+        )
+    return dimension, DIMENSIONS[dimension]
+
+
+def largest_depth(name_or_dict: str | dict[str, Any], segment_samples: int) -> tuple[int, str]:
+    """The deepest net of this description whose coarsest level still holds one step of
+    a loss region of ``segment_samples``: every level halves the samples of a 1-D net, and
+    the frames (``hop_length`` samples each) and bins of a 2-D net. Returns the depth and
+    what the segment holds, in words."""
+    arguments = _resolve(name_or_dict)
+    dimension, cls = _net_class(arguments)
+    value = {**{n: p.default for n, p in inspect.signature(cls).parameters.items()}, **arguments}
+    if dimension == "1d":
+        return max(0, segment_samples.bit_length() - 1), f"{segment_samples} samples"
+    frames, bins = segment_samples // value["hop_length"], value["bins"]
+    return max(0, min(frames, bins).bit_length() - 1), f"{frames} frames and {bins} bins"
+
+
+def check_depth(name_or_dict: str | dict[str, Any], segment: float, sample_rate: int) -> None:
+    """Refuse, before anything is built, a depth whose coarsest level is longer than the
+    loss region (a segment of ``segment`` seconds at ``sample_rate``)."""
+    arguments = _resolve(name_or_dict)
+    depth, dimension = arguments.get("depth"), arguments.get("dimension", "")
+    largest, held = largest_depth(arguments, round(segment * sample_rate))
+    if isinstance(depth, int) and depth > largest:
+        raise ValueError(
+            f"a {dimension} net of depth {depth} halves its input {depth} times (steps of "
+            f"2**{depth} samples or frames), but a {segment:g} s segment at {sample_rate} Hz "
+            f"holds {held}: expected depth {largest} at most, the largest this segment and "
+            f"sample rate allow. Lower the depth (--cell, --model.depth) or lengthen "
+            f"--data.segment."
         )
 
 

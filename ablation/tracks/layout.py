@@ -191,7 +191,8 @@ def list_tracks(root: str | Path, subset: str, is_wav: bool | None = None) -> li
         DataError: on a missing subset or a root in neither layout.
     """
     root = Path(root)
-    if is_wav is None:
+    detected = is_wav is None
+    if detected:
         is_wav = detect_is_wav(root)
     folder = root / subset
     if is_wav:
@@ -206,9 +207,10 @@ def list_tracks(root: str | Path, subset: str, is_wav: bool | None = None) -> li
             tracks = list(pool.map(lambda p: _stems_track(p, subset), files))
     if not tracks:
         form = "HQ wav track folders" if is_wav else f"*{STEMS_SUFFIX} files"
+        given = "" if detected else " and --data.is_wav"  # the form the user chose
         raise DataError(
-            f"no tracks in {folder}: expected {form}. Check --data.root and --data.is_wav, "
-            f"or that the {subset} subset was downloaded."
+            f"no tracks in {folder}: expected {form}. Check --data.root{given}, or that the "
+            f"{subset} subset was downloaded."
         )
     return sorted(tracks, key=lambda t: t.name)
 

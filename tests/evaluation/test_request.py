@@ -49,7 +49,7 @@ def test_foreign_checkpoints_are_refused(toy, tmp_path, content, message):
 def test_missing_inputs_are_explained(toy, tmp_path):
     with pytest.raises(DataError, match="no tracks in .*train"):
         evaluate_checkpoint(None, str(toy), subset="train", baseline="mixture", wandb_log=False)
-    with pytest.raises(EvaluationError, match="does not exist"):
+    with pytest.raises(EvaluationError, match="none.ckpt not found"):
         evaluate_checkpoint(str(tmp_path / "none.ckpt"), str(toy), wandb_log=False)
     with pytest.raises(EvaluationError, match="nothing to evaluate"):
         evaluate_checkpoint(None, str(toy), wandb_log=False)
