@@ -161,7 +161,7 @@ def test_the_demo_table_has_a_row_per_run_not_per_baseline_beside_them(tmp_path,
     import ablation.evaluation
     from ablation.demo import evaluate_runs
 
-    def evaluated(ckpt, root, subset, out, baseline, jobs, wandb_log, progress):
+    def evaluated(ckpt, root, subset, out, baseline, jobs, wandb_log, progress=True):
         folder = Path(out or Path(ckpt).with_name("eval"))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "evaluation.json").write_text("{}")

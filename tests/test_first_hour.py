@@ -129,7 +129,8 @@ def test_a_wrong_root_is_named_as_the_typed_command_names_it(tmp_path, monkeypat
     assert f"Pass {flag}/path/to/musdb18" in message and "--data.root" not in message
 
 
-def test_a_run_folder_passed_as_a_checkpoint_names_its_checkpoints(toy_root, tmp_path):
+def test_a_run_folder_passed_as_a_checkpoint_names_its_checkpoints(toy_root, tmp_path, monkeypatch):
+    monkeypatch.delenv("MAKELEVEL", raising=False)  # under make the flags read CKPT=...
     run = tmp_path / "runs" / "demo" / "1d-depth3-seed0"
     (run / "checkpoints").mkdir(parents=True)
     for name in ("last.ckpt", "best-epoch0-step8.ckpt"):
