@@ -9,100 +9,25 @@ stderr and exit code 1; ``ABLATION_DEBUG=1`` shows its traceback instead."""
 from __future__ import annotations
 
 import argparse
-import errno
 import os
-import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ablation.errors import AblationError
-
-DEBUG_ENV = "ABLATION_DEBUG"
+from ablation.user_errors import one_line_errors
 
 
-# The library's messages name the flags of `ablation fit` (--data.root) and of `ablation
-# eval` (--ckpt); each command says them in its own words, and under make (which sets
-# MAKELEVEL for its recipes) as the Makefile's variables.
-MAKE_VARIABLES = {"--data.root": "ROOT", "--root": "ROOT", "--ckpt": "CKPT"}
-LIBRARY_FLAGS = {"--data.root": "--data.root", "--ckpt": "--ckpt"}
+def _parser(name: str, detail: str = "") -> argparse.ArgumentParser:
+    """Subcommand ``name``'s parser, described as ``ablation --help`` lists it."""
+    description = (
+        f"{SUMMARIES[name][0].upper()}{SUMMARIES[name][1:]}.{' ' + detail if detail else ''}"
+    )
+    return argparse.ArgumentParser(prog=f"ablation {name}", description=description)
 
 
-def users_words(message: str, flags: Mapping[str, str]) -> str:
-    """``message`` with the library's flags replaced by ``flags``, the names the typed
-    command has for them (by :data:`MAKE_VARIABLES` under make)."""
-    for flag, own in flags.items():
-        own = MAKE_VARIABLES.get(own, own) if os.environ.get("MAKELEVEL") else own
-        message = re.sub(rf"{re.escape(flag)}(?![\w.])", own, message)
-    return message
-
-
-@contextmanager
-def one_line_errors(
-    *kinds: type[Exception], flags: Mapping[str, str] | None = None
-) -> Iterator[None]:
-    """Turn the user errors (:class:`AblationError`, and ``kinds``) into ``error: <message>``
-    and exit code 1, naming ``flags`` (library flag -> the command's own) as the user
-    typed them (:func:`users_words`)."""
-    try:
-        yield
-    except (AblationError, *kinds) as err:
-        if os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
-            raise
-        message = users_words(_root_cause(err), {**LIBRARY_FLAGS, **(flags or {})})
-        code = getattr(err, "exit_code", None)  # one a caller acts on (ablation.run_lock)
-        if code is not None:
-            print(f"error: {message}", file=sys.stderr)
-            raise SystemExit(code) from None
-        raise SystemExit(f"error: {message}") from None
-    except (OSError, RuntimeError) as err:
-        message = storage_error(err)
-        if message is None or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
-            raise
-        raise SystemExit(f"error: {message}") from None
-
-
-# A full disk, a quota, a read-only or forbidden folder: the user's to fix, not a bug.
-STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-# What torch.save says when its writes fail (it does not keep the OSError).
-TORCH_WRITE_FAILED = ("file write failed", "PytorchStreamWriter failed")
-
-
-def storage_error(err: BaseException) -> str | None:
-    """One line for an error of the storage (anywhere in ``err``'s chain); None otherwise."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
-            where = f" writing {seen.filename}" if seen.filename else ""
-            return (
-                f"{seen.strerror or os.strerror(seen.errno)}{where}: expected room and write "
-                f"access in the runs folder (--run.dir, --runs-dir), the cache ($ABLATION_CACHE) "
-                f"and the output folder (--out). Free space or fix the permissions and run the "
-                f"command again: files written before stay whole (writes are atomic) and an "
-                f"interrupted run resumes from its last.ckpt."
-            )
-        if isinstance(seen, RuntimeError) and any(m in str(seen) for m in TORCH_WRITE_FAILED):
-            return (
-                "a checkpoint could not be written (torch.save: file write failed; a full disk?): "
-                "free space in the runs folder and run the command again: the previous "
-                "last.ckpt stays whole (checkpoints are written aside, then renamed) and the run "
-                "resumes from it."
-            )
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _root_cause(err: BaseException) -> str:
-    # jsonargparse wraps a class's ValueError in a report of every subtype it tried.
-    while isinstance(err.__cause__, Exception):
-        err = err.__cause__
-    return " ".join(str(err).split())
-
-
-def _dataset_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+def _dataset_parser(name: str, example: str, detail: str = "") -> argparse.ArgumentParser:
     """The arguments every generated dataset takes: where, how many tracks, how long."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = _parser(name, detail)
     parser.add_argument("out", help=f"folder to create, e.g. {example}")
     parser.add_argument("--train", type=int, default=10, help="tracks in train/ (default 10)")
     parser.add_argument("--test", type=int, default=4, help="tracks in test/ (default 4)")
@@ -115,11 +40,7 @@ def _dataset_parser(prog: str, description: str, example: str) -> argparse.Argum
 
 
 def _toy_data(argv: Sequence[str]) -> None:
-    parser = _dataset_parser(
-        "ablation toy-data",
-        "Write the seeded toy dataset (MUSDB18-HQ layout) that the demo and tests use.",
-        "data/toy",
-    )
+    parser = _dataset_parser("toy-data", "data/toy", "MUSDB18-HQ layout.")
     args = parser.parse_args(argv)
     from datamodules import make_toy_dataset
 
@@ -133,11 +54,10 @@ def _toy_data(argv: Sequence[str]) -> None:
 
 def _render_data(argv: Sequence[str]) -> None:
     parser = _dataset_parser(
-        "ablation render-data",
-        "Write the seeded rendered dataset: composed songs, each stem rendered by "
-        "FluidSynth with the General MIDI SoundFont FluidR3_GM (MUSDB18-HQ layout; "
-        "--stems adds the .stem.mp4 layout).",
+        "render-data",
         "data/rendered (HQ layout)",
+        "Composed songs, each stem rendered by FluidSynth with the General MIDI SoundFont "
+        "FluidR3_GM (MUSDB18-HQ layout; --stems adds the .stem.mp4 layout).",
     )
     parser.add_argument(
         "--scale",
@@ -169,10 +89,7 @@ def _render_data(argv: Sequence[str]) -> None:
 def _bench(argv: Sequence[str]) -> None:
     from ablation.benchmarks import BENCHMARKS, ON_REQUEST, run
 
-    parser = argparse.ArgumentParser(
-        prog="ablation bench",
-        description="Side-by-side benchmarks that print ratios (see README, 'Benchmarks').",
-    )
+    parser = _parser("bench")
     parser.add_argument(
         "names", nargs="*", help=f"any of {sorted(BENCHMARKS)}; default all but {ON_REQUEST}"
     )
@@ -232,12 +149,7 @@ def _sweep(argv: Sequence[str]) -> None:
         with_seeds,
     )
 
-    parser = argparse.ArgumentParser(
-        prog="ablation sweep",
-        description="Run a W&B sweep YAML: online with W&B credentials (one agent per GPU), "
-        "else offline through W&B's own sweep engine. Finished runs are skipped, "
-        "interrupted ones resume from last.ckpt.",
-    )
+    parser = _parser("sweep")
     parser.add_argument(
         "sweep",
         nargs="?",
@@ -342,10 +254,7 @@ def _sweep(argv: Sequence[str]) -> None:
 def _demo(argv: Sequence[str]) -> None:
     from ablation.demo import DEMO_ROOT, run_demo
 
-    parser = argparse.ArgumentParser(
-        prog="ablation demo",
-        description="Rendered dataset, sweeps/demo.yaml offline, evaluation and comparison table.",
-    )
+    parser = _parser("demo")
     parser.add_argument(
         "--root",
         default=DEMO_ROOT,
@@ -363,10 +272,7 @@ def _demo(argv: Sequence[str]) -> None:
 
 
 def _separate(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="ablation separate",
-        description="Separate whole songs with a checkpoint (overlap-add); one wav per source.",
-    )
+    parser = _parser("separate")
     parser.add_argument("songs", nargs="+", help="audio files soundfile reads (wav, flac, ...)")
     parser.add_argument("--ckpt", required=True, help="checkpoint written by `ablation fit`")
     parser.add_argument("--out", default=None, help="folder (default: separated/<song>/)")
@@ -395,12 +301,7 @@ def _eval(argv: Sequence[str]) -> None:
     from ablation.constants import EVALUATION_BACKENDS as BACKENDS
     from ablation.constants import EVALUATION_BASELINES as BASELINES
 
-    parser = argparse.ArgumentParser(
-        prog="ablation eval",
-        description="Evaluate a checkpoint (or a baseline) on a MUSDB18 subset as SiSEC 2018 "
-        "did: museval v4 (BSS Eval images, 1 s windows and hop), median over frames, then "
-        "over tracks; plus MSE per source. Resumable and parallel over tracks.",
-    )
+    parser = _parser("eval")
     parser.add_argument("--ckpt", default=None, help="checkpoint of `ablation fit`")
     parser.add_argument(
         "--root",
@@ -479,10 +380,7 @@ def _eval_root(root: str | None, ckpt: str | None) -> str | None:
 
 
 def _report(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="ablation report",
-        description="Comparison table, plots and Wilcoxon tests for the runs of a sweep.",
-    )
+    parser = _parser("report")
     parser.add_argument(
         "--sweep",
         default=None,
