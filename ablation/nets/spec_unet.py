@@ -149,12 +149,11 @@ class SpecUNet(SeparationNet):
         **unet: Any,
     ) -> None:
         super().__init__()
+        arguments = constructor_arguments(locals())
+        unet = {**UNET_ARGUMENTS, **arguments.pop("unet")}
         unknown = sorted(set(unet) - set(UNET_ARGUMENTS))
         if unknown:
             raise TypeError(f"SpecUNet got unexpected argument(s) {unknown}.")
-        unet = {**UNET_ARGUMENTS, **unet}
-        arguments = constructor_arguments(locals())
-        del arguments["unet"], arguments["unknown"]
         self.config = {"dimension": "2d", **arguments, **unet}
         _check_arguments(self.config)
         self.sources, self.channels, self.depth, self.bins = sources, channels, depth, bins
